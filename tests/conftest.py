@@ -1,0 +1,60 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_clr_tests")
+def per_sample_output(y_true, y_pred):
+    """A loss equal to the output: with input 1 its gradient is exactly 1."""
+    return ops.squeeze(y_pred, axis=-1)
+
+
+def probe_model(optimizer, **compile_kwargs):
+    """One weight, constant gradient 1: plain SGD moves it by exactly -lr."""
+    model = keras.Sequential(
+        [keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")]
+    )
+    model.compile(optimizer=optimizer, loss=per_sample_output, **compile_kwargs)
+    return model
+
+
+# The probe's float32 weight grows to a few units, so one step's delta is known
+# to about ulp(weight) ~ 5e-7 absolute.
+PROBE_TOLERANCE = dict(rtol=1e-5, atol=2e-6)
+
+
+def probe_data(steps, batch_size=4):
+    x = np.ones((steps * batch_size, 1), "float32")
+    return x, np.zeros_like(x)
+
+
+class WeightRecorder(keras.callbacks.Callback):
+    """The probe's weight after every step, starting with the weight before."""
+
+    def on_train_begin(self, logs=None):
+        self.weights = [self._weight()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.weights.append(self._weight())
+
+    def _weight(self):
+        return float(self.model.layers[0].kernel.numpy()[0, 0])
+
+    @property
+    def deltas(self):
+        return np.diff(self.weights)
+
+    def assert_learning_rates(self, expected):
+        """With plain SGD on the probe, step t moved the weight by -lr_t."""
+        np.testing.assert_allclose(-self.deltas, expected, **PROBE_TOLERANCE)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    keras.utils.clear_session()
+    yield

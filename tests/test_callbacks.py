@@ -1,0 +1,241 @@
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from keras_clr import CyclicalLearningRate, CyclicLR, OneCycle
+from tests.conftest import PROBE_TOLERANCE, WeightRecorder, probe_data, probe_model
+
+
+def fit(model, steps, callbacks, batch_size=4, **kwargs):
+    recorder = WeightRecorder()
+    history = model.fit(
+        *probe_data(steps, batch_size), batch_size=batch_size, shuffle=False, verbose=0,
+        callbacks=[*callbacks, recorder], **kwargs,
+    )
+    return recorder, history
+
+
+def sgd_momentum_deltas(lrs, momenta):
+    """Keras SGD with constant gradient 1: v = m * v - lr; w += v."""
+    velocity, deltas = 0.0, []
+    for lr, momentum in zip(lrs, momenta):
+        velocity = momentum * velocity - lr
+        deltas.append(velocity)
+    return np.array(deltas)
+
+
+def test_each_step_uses_the_schedules_lr():
+    clr = CyclicLR(base_lr=1.0, max_lr=5.0, step_size=4)
+    recorder, _ = fit(probe_model(keras.optimizers.SGD(0.5)), 20, [clr])
+    expected = [1, 2, 3, 4, 5, 4, 3, 2, 1, 2, 3, 4, 5, 4, 3, 2, 1, 2, 3, 4]
+    recorder.assert_learning_rates(expected)
+    assert clr.history["learning_rate"].tolist() == expected
+    assert clr.history["step"].tolist() == list(range(20))
+
+
+def test_takes_any_keras_schedule():
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.5, decay_steps=3, decay_rate=0.5)
+    recorder, _ = fit(probe_model(keras.optimizers.SGD(0.1)), 8, [CyclicLR(schedule)])
+    expected = [float(schedule(step)) for step in range(8)]
+    recorder.assert_learning_rates(expected)
+
+
+def test_second_fit_and_initial_epoch_continue_the_cycle():
+    schedule = CyclicalLearningRate(0.1, 0.9, 5, mode="triangular2")
+    model = probe_model(keras.optimizers.SGD(0.5))
+    clr = CyclicLR(schedule)
+    fit(model, 7, [clr], epochs=1)
+    recorder, _ = fit(model, 7, [clr], epochs=3, initial_epoch=1)
+    recorder.assert_learning_rates(schedule.values(np.arange(7, 21)))
+    assert clr.history["step"].tolist() == list(range(7, 21)), "history restarts with each fit"
+
+
+class CrashAt(keras.callbacks.Callback):
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_with_backup_and_restore(tmp_path):
+    schedule = CyclicalLearningRate(0.1, 0.9, 4, mode="triangular2")
+    model = probe_model(keras.optimizers.SGD(0.5))
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(model, 5, [CyclicLR(schedule), backup, CrashAt(13)], epochs=4)
+    # A new process would rebuild the model: weights and iterations come from the backup.
+    model = probe_model(keras.optimizers.SGD(0.5))
+    clr = CyclicLR(schedule)
+    recorder, _ = fit(model, 5, [clr, backup], epochs=4)
+    assert clr.history["step"].tolist() == list(range(10, 20)), "resumed at epoch 3"
+    recorder.assert_learning_rates(schedule.values(np.arange(10, 20)))
+
+
+def test_through_loss_scale_optimizer():
+    schedule = OneCycle(0.5, 12)
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1))
+    recorder, _ = fit(probe_model(optimizer), 12, [CyclicLR(schedule)])
+    recorder.assert_learning_rates(schedule.values(np.arange(12)))
+
+
+def test_gradient_accumulation_follows_the_update_count():
+    schedule = CyclicalLearningRate(0.1, 0.5, 2)
+    model = probe_model(keras.optimizers.SGD(0.1, gradient_accumulation_steps=2))
+    clr = CyclicLR(schedule)
+    recorder, _ = fit(model, 8, [clr])
+    assert clr.history["step"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    applied = -recorder.deltas[1::2]
+    np.testing.assert_allclose(applied, schedule.values(np.arange(4)), **PROBE_TOLERANCE)
+
+
+@pytest.mark.skipif(keras.backend.backend() == "torch",
+                    reason="Keras' torch backend itself refuses steps_per_execution > 1")
+def test_refuses_steps_per_execution_above_one():
+    model = probe_model(keras.optimizers.SGD(0.1), steps_per_execution=4)
+    with pytest.raises(ValueError, match="steps_per_execution=4.*optimizer instead"):
+        fit(model, 8, [CyclicLR(base_lr=0.1, max_lr=0.5, step_size=2)])
+
+
+def test_refuses_an_optimizer_built_with_a_schedule():
+    schedule = CyclicalLearningRate(0.1, 0.5, 2)
+    model = probe_model(keras.optimizers.SGD(schedule))
+    with pytest.raises(ValueError, match="created with a schedule.*float `learning_rate`"):
+        fit(model, 4, [CyclicLR(base_lr=0.1, max_lr=0.5, step_size=2)])
+
+
+# ---------------------------------------------------------------------------
+# Momentum
+
+@pytest.mark.parametrize(
+    "schedule",
+    [CyclicalLearningRate(0.1, 0.5, 3, mode="triangular2"), OneCycle(0.5, 16, three_phase=True)],
+    ids=["clr", "one_cycle"],
+)
+def test_sgd_momentum_is_cycled_and_used_by_the_compiled_step(schedule):
+    clr = CyclicLR(schedule, base_momentum=0.8, max_momentum=0.95)
+    model = probe_model(keras.optimizers.SGD(0.1, momentum=0.9))
+    recorder, _ = fit(model, 16, [clr])
+    momenta = schedule.momentum_values(np.arange(16), 0.8, 0.95)
+    np.testing.assert_allclose(clr.history["momentum"], momenta)
+    expected = sgd_momentum_deltas(schedule.values(np.arange(16)), momenta)
+    np.testing.assert_allclose(recorder.deltas, expected, **PROBE_TOLERANCE)
+    constant = sgd_momentum_deltas(schedule.values(np.arange(16)), [0.9] * 16)
+    assert np.abs(recorder.deltas - constant).max() > 1e-3, "the test can tell the difference"
+
+
+def test_momentum_cycling_retraces_a_model_fit_before():
+    model = probe_model(keras.optimizers.SGD(0.1, momentum=0.9))
+    fit(model, 4, [])
+    schedule = CyclicalLearningRate(0.1, 0.5, 3)
+    clr = CyclicLR(schedule, base_momentum=0.5, max_momentum=0.9)
+    recorder, _ = fit(model, 6, [clr])
+    # Velocity carried over from the first fit: v0 = sum of 4 steps of -0.1 with m=0.9.
+    velocity = sgd_momentum_deltas([0.1] * 4, [0.9] * 4)[-1]
+    deltas = []
+    for lr, momentum in zip(schedule.values(np.arange(4, 10)), clr.history["momentum"]):
+        velocity = momentum * velocity - lr
+        deltas.append(velocity)
+    np.testing.assert_allclose(recorder.deltas, deltas, **PROBE_TOLERANCE)
+
+
+def test_adam_beta_1_is_cycled_and_used():
+    schedule = CyclicalLearningRate(0.01, 0.05, 3)
+    clr = CyclicLR(schedule, base_momentum=0.6, max_momentum=0.9)
+    model = probe_model(keras.optimizers.Adam(0.01, beta_2=0.999, epsilon=1e-7))
+    recorder, _ = fit(model, 9, [clr])
+    m = v = 0.0
+    expected = []
+    for step, (lr, beta_1) in enumerate(zip(schedule.values(np.arange(9)), clr.history.momentum)):
+        t = step + 1
+        m += (1 - beta_1) * (1.0 - m)
+        v += (1 - 0.999) * (1.0 - v)
+        alpha = lr * np.sqrt(1 - 0.999**t) / (1 - beta_1**t)
+        expected.append(-alpha * m / (np.sqrt(v) + 1e-7))
+    np.testing.assert_allclose(recorder.deltas, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_momentum_cycling_leaves_a_saveable_optimizer(tmp_path):
+    model = probe_model(keras.optimizers.SGD(0.1, momentum=0.9))
+    variables_before = len(model.optimizer.variables)
+    clr = CyclicLR(base_lr=0.1, max_lr=0.5, step_size=3, base_momentum=0.8, max_momentum=0.9)
+    fit(model, 5, [clr])
+    assert type(model.optimizer.momentum) is float
+    assert model.optimizer.momentum == pytest.approx(clr.history["momentum"].iloc[-1])
+    model.build((None, 1))
+    assert len(model.optimizer.variables) == variables_before + 1  # the velocity slot only
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.optimizer.get_config()["momentum"] == pytest.approx(0.9 - 0.1 * 2 / 3)  # step 4
+    np.testing.assert_array_equal(
+        loaded.optimizer.variables[-1].numpy(), model.optimizer.variables[-1].numpy()
+    )
+
+
+def test_momentum_needs_slots():
+    model = probe_model(keras.optimizers.SGD(0.1))
+    fit(model, 2, [])
+    clr = CyclicLR(base_lr=0.1, max_lr=0.5, step_size=3, base_momentum=0.8, max_momentum=0.9)
+    with pytest.raises(ValueError, match="built with momentum=0"):
+        fit(model, 2, [clr])
+
+
+# ---------------------------------------------------------------------------
+# Logs
+
+def test_learning_rate_reaches_history_and_csv_logger(tmp_path):
+    clr = CyclicLR(base_lr=0.1, max_lr=0.5, step_size=2, base_momentum=0.85, max_momentum=0.95)
+    csv = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))
+    batch_logs = []
+    spy = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batch_logs.append(dict(logs))
+    )
+    _, history = fit(probe_model(keras.optimizers.SGD(0.1, momentum=0.9)), 3,
+                     [clr, csv, spy], epochs=2)
+    # Steps 0-2 and 3-5: the last LR of each epoch is schedule(2) and schedule(5).
+    assert history.history["learning_rate"] == pytest.approx([0.5, 0.3])
+    assert history.history["momentum"] == pytest.approx([0.85, 0.9])
+    assert pd.read_csv(tmp_path / "log.csv")["learning_rate"].tolist() == pytest.approx([0.5, 0.3])
+    assert [logs["learning_rate"] for logs in batch_logs] == pytest.approx(
+        [0.1, 0.3, 0.5, 0.3, 0.1, 0.3]
+    )
+    assert list(clr.history.columns) == ["step", "learning_rate", "momentum"]
+
+
+# ---------------------------------------------------------------------------
+# Bad input
+
+@pytest.mark.parametrize(
+    "kwargs, error, fragment",
+    [
+        (dict(), ValueError, "needs a `schedule` or `base_lr`"),
+        (dict(schedule=0.01), TypeError, "schedule=0.01"),
+        (dict(schedule=OneCycle(0.1, 10), base_lr=0.1), ValueError, "not both"),
+        (dict(schedule=OneCycle(0.1, 10), mode="triangular2"), ValueError, "not both"),
+        (dict(base_lr=0.1, max_lr=0.5), TypeError, "step_size=None"),
+        (dict(base_lr=0.5, max_lr=0.1, step_size=3), ValueError, "max_lr=0.1, base_lr=0.5"),
+        (dict(base_lr=0.1, max_lr=0.5, step_size=3, mode="cos"), ValueError, "mode='cos'"),
+        (dict(schedule=OneCycle(0.1, 10), base_momentum=0.8), ValueError, "max_momentum=None"),
+        (dict(schedule=OneCycle(0.1, 10), base_momentum=0.95, max_momentum=0.85), ValueError,
+         "base_momentum=0.95, max_momentum=0.85"),
+        (dict(schedule=OneCycle(0.1, 10), base_momentum=-0.1, max_momentum=0.9), ValueError,
+         "base_momentum=-0.1"),
+        (dict(schedule=OneCycle(0.1, 10), base_momentum=0.8, max_momentum=1.0), ValueError,
+         "max_momentum=1.0"),
+        (dict(schedule=keras.optimizers.schedules.CosineDecay(0.1, 10), base_momentum=0.8,
+              max_momentum=0.9), TypeError, "CosineDecay"),
+    ],
+)
+def test_bad_arguments(kwargs, error, fragment):
+    with pytest.raises(error, match=fragment):
+        CyclicLR(**kwargs)
+
+
+def test_classic_keras_clr_arguments_port_unchanged():
+    classic = CyclicLR(base_lr=0.001, max_lr=0.006, step_size=2000.0, mode="exp_range",
+                       gamma=0.99994)
+    assert classic.schedule.get_config()["step_size"] == 2000
+    assert classic.schedule.values(2000) == pytest.approx(0.001 + 0.005 * 0.99994**2000)

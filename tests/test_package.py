@@ -1,0 +1,50 @@
+"""Packaging rules: backend independence, one version, runnable examples."""
+
+import ast
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+import keras_clr
+
+PACKAGE = pathlib.Path(keras_clr.__file__).parent
+ROOT = PACKAGE.parent
+
+
+def imported_modules(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+
+
+@pytest.mark.parametrize("module", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
+def test_modules_never_import_tensorflow(module):
+    assert not [m for m in imported_modules(module) if m.split(".")[0] == "tensorflow"]
+
+
+def test_version_is_defined_once():
+    definitions = [
+        path for path in ROOT.rglob("*.py")
+        if ".venv" not in path.parts
+        and re.search(r"^__version__ = ", path.read_text(), re.MULTILINE)
+    ]
+    assert definitions == [PACKAGE / "__init__.py"]
+    assert "attr: keras_clr.__version__" in (ROOT / "setup.cfg").read_text()
+
+
+@pytest.mark.parametrize(
+    "script", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name
+)
+def test_example_runs(script):
+    result = subprocess.run(
+        [sys.executable, str(script), "--smoke"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
