@@ -1,8 +1,20 @@
-"""Cyclical learning rates and the LR range test for Keras 3."""
+"""Cyclical learning rates, 1cycle and the LR range test for Keras 3."""
 
+from keras_clr.bounds import Bounds
 from keras_clr.callbacks import CyclicLR
-from keras_clr.schedules import CyclicalLearningRate, OneCycle
+from keras_clr.range_test import RangeTestCallback, RangeTestResult, lr_range_test
+from keras_clr.schedules import CyclicalLearningRate, OneCycle, step_size_for
 
 __version__ = "0.1.0"
 
-__all__ = ["CyclicLR", "CyclicalLearningRate", "OneCycle", "__version__"]
+__all__ = [
+    "Bounds",
+    "CyclicLR",
+    "CyclicalLearningRate",
+    "OneCycle",
+    "RangeTestCallback",
+    "RangeTestResult",
+    "__version__",
+    "lr_range_test",
+    "step_size_for",
+]

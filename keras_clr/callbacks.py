@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_clr import _checks
 from keras_clr._live_momentum import MomentumWriter
+from keras_clr._optimizer import current_step, settable_learning_rate
 from keras_clr.schedules import CyclicalLearningRate
 
 
@@ -123,43 +124,19 @@ class CyclicLR(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._rows = []
-        steps_per_execution = getattr(self.model, "steps_per_execution", 1) or 1
-        if steps_per_execution > 1:
-            raise ValueError(
-                "CyclicLR sets the LR between batches, but with "
-                f"steps_per_execution={steps_per_execution} Keras runs several "
-                "steps per batch call, which would hold one LR for all of them. "
-                "Pass the schedule to the optimizer instead "
-                "(`keras.optimizers.SGD(learning_rate=schedule)`), or compile "
-                "with steps_per_execution=1."
-            )
-        optimizer = self.model.optimizer
-        self._optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-        learning_rate = self._optimizer.learning_rate
-        if not isinstance(learning_rate, keras.Variable):
-            raise ValueError(
-                "CyclicLR cannot set the learning rate of an optimizer created "
-                "with a schedule or a callable as its `learning_rate`. Either "
-                "create the optimizer with a float `learning_rate` and keep the "
-                "callback, or pass the schedule to the optimizer and drop the "
-                f"callback. Received: learning_rate={learning_rate!r}"
-            )
-        self._lr_variable = learning_rate
+        self._optimizer, self._lr_variable = settable_learning_rate(self.model, "CyclicLR")
         self._lr_at = _host_lr(self.schedule)
         self._momentum = None
         if self.cycles_momentum:
-            first = self._momentum_at(self._step())
+            first = self._momentum_at(current_step(self._optimizer))
             self._momentum = MomentumWriter(self.model, self._optimizer, first)
-
-    def _step(self):
-        return int(ops.convert_to_numpy(self._optimizer.iterations))
 
     def _momentum_at(self, step):
         values = self.schedule.momentum_values(step, self.base_momentum, self.max_momentum)
         return float(values)
 
     def on_train_batch_begin(self, batch, logs=None):
-        step = self._step()
+        step = current_step(self._optimizer)
         row = [step, self._lr_at(step)]
         self._lr_variable.assign(row[1])
         if self._momentum is not None:

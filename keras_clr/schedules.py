@@ -401,3 +401,19 @@ class OneCycle(_StepSchedule):
             "three_phase": self.three_phase,
             "name": self.name,
         }
+
+
+def step_size_for(steps_per_epoch, epochs=4):
+    """`step_size` (steps per half cycle) worth `epochs` epochs.
+
+    Smith (2017) recommends 2-10 epochs per half cycle (and found little
+    difference within that range); 4 is a middle choice.
+
+    Example:
+
+    >>> step_size_for(steps_per_epoch=391, epochs=4)
+    1564
+    """
+    steps_per_epoch = _checks.positive_int("steps_per_epoch", steps_per_epoch)
+    epochs = _checks.positive_number("epochs", epochs)
+    return max(1, round(steps_per_epoch * epochs))

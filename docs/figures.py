@@ -1,0 +1,63 @@
+"""Remakes the figures under docs/images/ from the committed code.
+
+    python docs/figures.py
+"""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import matplotlib
+
+matplotlib.use("Agg")  # a script, not the library: safe to pick the backend here
+import matplotlib.pyplot as plt
+from sklearn.datasets import load_digits
+
+from keras_clr import CyclicalLearningRate, OneCycle, lr_range_test
+from keras_clr.plotting import plot_schedule
+
+IMAGES = pathlib.Path(__file__).parent / "images"
+
+
+def policies():
+    figure, axes = plt.subplots(2, 2, figsize=(10, 6), constrained_layout=True)
+    schedules = [
+        CyclicalLearningRate(0.001, 0.006, 200, mode="triangular"),
+        CyclicalLearningRate(0.001, 0.006, 200, mode="triangular2"),
+        CyclicalLearningRate(0.001, 0.006, 200, mode="exp_range", gamma=0.9985),
+        OneCycle(0.006, 1200),
+    ]
+    for schedule, ax in zip(schedules, axes.flat):
+        plot_schedule(schedule, 1200, ax=ax, base_momentum=0.85, max_momentum=0.95)
+    figure.savefig(IMAGES / "policies.png", dpi=90)
+
+
+def range_test():
+    keras.utils.set_random_seed(0)
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype("float32")
+    model = keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    result = lr_range_test(
+        model, x[:1400], y[:1400], start_lr=1e-4, end_lr=10.0, epochs=8, mode="exponential",
+        batch_size=32, validation_data=(x[1400:], y[1400:]), eval_every=10,
+    )
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    result.plot(ax=axes[0])
+    result.plot(ax=axes[1], metric="loss")
+    figure.savefig(IMAGES / "range_test.png", dpi=90)
+    print(result.suggest_bounds())
+
+
+if __name__ == "__main__":
+    IMAGES.mkdir(exist_ok=True)
+    policies()
+    range_test()

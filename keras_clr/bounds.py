@@ -1,0 +1,189 @@
+"""Learning-rate bounds from a range-test curve: pure NumPy, no Keras.
+
+Every rule takes the swept learning rates and the recorded values of one
+metric, drops non-finite rows, smooths with a centered moving average (no
+lag, so the bounds are not pushed to higher LRs) and returns a `Bounds`.
+
+- `accuracy_bounds`: Smith's rule (2017): `base_lr` where accuracy starts to
+  rise, `max_lr` where the rise stops (it flattens, turns ragged or falls).
+- `loss_bounds`: `base_lr` where the loss starts to fall; `max_lr` from one of
+  `"valley"` (two thirds of the way, in sweep steps, from `base_lr` down the
+  valley to the lowest loss), `"steepest"` (steepest descent before the
+  minimum) or `"minimum"` (one tenth of the LR at the lowest loss).
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+LOSS_METHODS = ("valley", "steepest", "minimum")
+METHODS = ("accuracy", *LOSS_METHODS)
+
+# Fractions of the total rise (accuracy) or drop (loss) that mark where the
+# useful region of the sweep begins and where accuracy has stopped rising.
+START_FRACTION = 0.10
+PLATEAU_FRACTION = 0.95
+
+
+class Bounds(NamedTuple):
+    """Suggested cycle bounds, with the rule and the curve that gave them."""
+
+    base_lr: float
+    max_lr: float
+    method: str
+    metric: str
+
+
+def smooth(values, window=None):
+    """Centered moving average; the window shrinks at both ends.
+
+    Example:
+
+    >>> smooth(np.array([0.0, 3.0, 0.0, 3.0, 0.0]), window=3).tolist()
+    [1.5, 1.0, 2.0, 1.0, 1.5]
+    """
+    values = np.asarray(values, dtype="float64")
+    if window is None:
+        window = default_window(len(values))
+    half = window // 2
+    padded_sum = np.concatenate([[0.0], np.cumsum(values)])
+    index = np.arange(len(values))
+    low = np.maximum(index - half, 0)
+    high = np.minimum(index + half + 1, len(values))
+    return (padded_sum[high] - padded_sum[low]) / (high - low)
+
+
+def default_window(n):
+    """About 5% of the points, odd, at least 3 (1 for tiny curves)."""
+    if n < 10:
+        return 1
+    return max(3, (n // 20) | 1)
+
+
+def accuracy_bounds(lrs, accuracy, metric="accuracy", window=None):
+    """Smith's rule on an accuracy-vs-LR curve.
+
+    Example:
+
+    >>> lrs = np.linspace(0.001, 0.1, 200)
+    >>> accuracy = 0.1 + 0.8 / (1 + np.exp(-(lrs - 0.03) / 0.004))
+    >>> bounds = accuracy_bounds(lrs, accuracy)
+    >>> round(bounds.base_lr, 3), round(bounds.max_lr, 3)
+    (0.021, 0.042)
+    """
+    lrs, curve, noise = _prepare(lrs, accuracy, metric, window)
+    peak = int(np.argmax(curve))
+    start_level = curve[: max(1, peak)].min()
+    rise = curve[peak] - start_level
+    _require_signal(rise, noise, metric, "rise")
+    base = _first_at_least(curve, start_level + START_FRACTION * rise)
+    top = _first_at_least(curve, start_level + PLATEAU_FRACTION * rise)
+    return _bounds(lrs, base, top, "accuracy", metric)
+
+
+def loss_bounds(lrs, loss, method="valley", metric="loss", window=None, log_scale=None):
+    """Bounds from a loss-vs-LR curve; `method` picks `max_lr`.
+
+    `log_scale` (default: guessed from the spacing of `lrs`) measures slopes
+    against log(lr), as suits an exponential sweep.
+
+    Example:
+
+    >>> lrs = np.geomspace(1e-5, 1.0, 200)
+    >>> loss = 2.3 - 2.0 / (1 + (1e-2 / lrs) ** 2) + 50 * lrs**2
+    >>> bounds = loss_bounds(lrs, loss, method="valley")
+    >>> round(bounds.base_lr, 4), round(bounds.max_lr, 4)
+    (0.0031, 0.0174)
+    """
+    if method not in LOSS_METHODS:
+        raise ValueError(
+            f"Argument `method` must be one of {', '.join(map(repr, LOSS_METHODS))}. "
+            f"Received: method={method!r}"
+        )
+    lrs, curve, noise = _prepare(lrs, loss, metric, window)
+    lowest = int(np.argmin(curve))
+    start_level = curve[: max(1, lowest)].max()
+    drop = start_level - curve[lowest]
+    _require_signal(drop, noise, metric, "drop")
+    base = _first_at_least(-curve, -(start_level - START_FRACTION * drop))
+    if method == "minimum":
+        top_lr = lrs[lowest] / 10.0
+        top = int(np.searchsorted(lrs, top_lr))
+        return _bounds(lrs, base, top, method, metric, top_lr=top_lr)
+    if method == "valley":
+        return _bounds(lrs, base, base + (2 * (lowest - base)) // 3, method, metric)
+    if log_scale is None:
+        log_scale = _looks_geometric(lrs)
+    x = np.log(lrs) if log_scale else lrs
+    descent = slice(0, lowest + 1)
+    slope = np.gradient(curve[descent], x[descent]) if lowest > 1 else np.zeros(1)
+    return _bounds(lrs, base, int(np.argmin(slope)), method, metric)
+
+
+def suggest(lrs, values, method, metric, window=None, log_scale=None):
+    """Dispatches to the rule named by `method` (one of `METHODS`)."""
+    if method == "accuracy":
+        return accuracy_bounds(lrs, values, metric=metric, window=window)
+    return loss_bounds(lrs, values, method, metric=metric, window=window, log_scale=log_scale)
+
+
+def _prepare(lrs, values, metric, window):
+    lrs = np.asarray(lrs, dtype="float64")
+    values = np.asarray(values, dtype="float64")
+    if lrs.shape != values.shape or lrs.ndim != 1:
+        raise ValueError(
+            "Arguments `lrs` and the metric values must be 1-D and of equal length. "
+            f"Received shapes {lrs.shape} and {values.shape}"
+        )
+    finite = np.isfinite(lrs) & np.isfinite(values)
+    lrs, values = lrs[finite], values[finite]
+    if len(lrs) < 5:
+        raise ValueError(
+            f"The {metric!r} curve has {len(lrs)} finite points; at least 5 are "
+            "needed to suggest bounds. Sweep more steps or stop later."
+        )
+    if np.any(np.diff(lrs) <= 0):
+        raise ValueError("Argument `lrs` must be strictly increasing (one sweep).")
+    window = default_window(len(values)) if window is None else window
+    return lrs, smooth(values, window), _noise(values) / np.sqrt(window)
+
+
+def _noise(values):
+    """Robust per-point noise: MAD of the first differences, over sqrt(2)."""
+    steps = np.diff(values)
+    return 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2)
+
+
+# A flat, noisy curve's smoothed range stays within a few noise units; a real
+# rise or drop is many times larger.
+SIGNAL_TO_NOISE = 8.0
+
+
+def _require_signal(change, smoothed_noise, metric, word):
+    if not change > max(SIGNAL_TO_NOISE * smoothed_noise, 1e-8):
+        raise ValueError(
+            f"The {metric!r} curve shows no clear {word} over the sweep "
+            f"({word} {change:.3g} vs smoothed noise {smoothed_noise:.3g}): it is "
+            "flat or pure noise. Sweep a wider LR range, more steps, or another metric."
+        )
+
+
+def _first_at_least(curve, level):
+    return int(np.argmax(curve >= level))
+
+
+def _looks_geometric(lrs):
+    ratios = lrs[1:] / lrs[:-1]
+    return lrs[0] > 0 and np.ptp(ratios) < 1e-6 * ratios.mean() and ratios.mean() > 1 + 1e-9
+
+
+def _bounds(lrs, base, top, method, metric, top_lr=None):
+    base_lr = float(lrs[base])
+    max_lr = float(lrs[top] if top_lr is None else top_lr)
+    if not max_lr > base_lr:
+        raise ValueError(
+            f"The {method!r} rule on {metric!r} found no usable range: the curve's "
+            f"start ({base_lr:.3g}) is not below its end ({max_lr:.3g}). Sweep a "
+            "wider LR range or more steps, or try another method."
+        )
+    return Bounds(base_lr, max_lr, method, metric)

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+
+from keras_clr import bounds
+from keras_clr.bounds import accuracy_bounds, loss_bounds, smooth
+
+
+def sigmoid_accuracy(lrs, center, width, low=0.1, high=0.9):
+    return low + (high - low) / (1 + np.exp(-(lrs - center) / width))
+
+
+def exploding_loss(lrs):
+    """Falls around lr=1e-2 (one decade wide), then explodes past ~0.1."""
+    return 2.3 - 2.0 / (1 + (1e-2 / lrs) ** 2) + 50 * lrs**2
+
+
+def test_smooth_is_centered_and_keeps_lines_straight():
+    line = np.arange(20, dtype=float)
+    np.testing.assert_allclose(smooth(line, 5)[2:-2], line[2:-2])  # no lag
+    assert smooth([1.0, 2.0], 1).tolist() == [1.0, 2.0]
+
+
+def test_accuracy_rule_on_a_sigmoid_matches_the_analytic_points():
+    lrs = np.linspace(0.001, 0.1, 400)
+    center, width = 0.03, 0.004
+    result = accuracy_bounds(lrs, sigmoid_accuracy(lrs, center, width))
+    # 10% and 95% of the rise of a logistic curve: center -/+ width * ln(9), ln(19).
+    assert result.base_lr == pytest.approx(center - width * np.log(9), abs=0.001)
+    assert result.max_lr == pytest.approx(center + width * np.log(19), abs=0.001)
+    assert (result.method, result.metric) == ("accuracy", "accuracy")
+
+
+def test_accuracy_rule_stops_where_the_curve_turns_down():
+    lrs = np.linspace(0.001, 0.1, 400)
+    tooth = sigmoid_accuracy(lrs, 0.02, 0.003) - sigmoid_accuracy(lrs, 0.06, 0.004, 0, 0.7)
+    result = accuracy_bounds(lrs, tooth)
+    peak = lrs[np.argmax(tooth)]
+    assert 0.01 < result.base_lr < 0.02 < result.max_lr <= peak
+
+
+def test_noise_barely_moves_the_bounds():
+    rng = np.random.default_rng(0)
+    lrs = np.linspace(0.001, 0.1, 400)
+    clean = accuracy_bounds(lrs, sigmoid_accuracy(lrs, 0.03, 0.004))
+    noisy_curve = sigmoid_accuracy(lrs, 0.03, 0.004) + rng.normal(0, 0.08, lrs.size)
+    noisy = accuracy_bounds(lrs, noisy_curve)
+    assert noisy.base_lr == pytest.approx(clean.base_lr, abs=0.004)
+    assert noisy.max_lr == pytest.approx(clean.max_lr, abs=0.006)
+
+
+@pytest.mark.parametrize("method", bounds.LOSS_METHODS)
+def test_loss_rules_on_a_convex_then_exploding_curve(method):
+    lrs = np.geomspace(1e-5, 1.0, 300)
+    loss = exploding_loss(lrs)
+    result = loss_bounds(lrs, loss, method=method)
+    lowest = lrs[np.argmin(loss)]
+    assert 1e-3 < result.base_lr < 5e-3, "where the loss has fallen 10% of its drop"
+    assert result.base_lr < result.max_lr < lowest
+    if method == "minimum":
+        assert result.max_lr == pytest.approx(lowest / 10, rel=0.05)
+    if method == "steepest":  # steepest in log(lr) of the logistic-in-log-lr drop: at 1e-2
+        assert result.max_lr == pytest.approx(1e-2, rel=0.1)
+
+
+def test_nan_tail_is_dropped():
+    lrs = np.linspace(0.001, 0.1, 400)
+    curve = sigmoid_accuracy(lrs, 0.03, 0.004)
+    with_tail = np.concatenate([curve, [np.nan, np.inf, np.nan]])
+    lrs_tail = np.concatenate([lrs, [0.11, 0.12, 0.13]])
+    assert accuracy_bounds(lrs_tail, with_tail) == accuracy_bounds(lrs, curve)
+
+
+@pytest.mark.parametrize("rule", [accuracy_bounds, loss_bounds])
+def test_flat_or_pure_noise_curve_is_refused(rule):
+    rng = np.random.default_rng(1)
+    lrs = np.linspace(0.001, 0.1, 300)
+    with pytest.raises(ValueError, match="flat or pure noise"):
+        rule(lrs, np.full(lrs.size, 0.5))
+    with pytest.raises(ValueError, match="flat or pure noise"):
+        rule(lrs, 0.5 + rng.normal(0, 0.05, lrs.size))
+
+
+def test_too_short_and_malformed_curves_are_refused():
+    with pytest.raises(ValueError, match="3 finite points"):
+        accuracy_bounds([0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, np.nan])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        accuracy_bounds([0.1, 0.3, 0.2, 0.4, 0.5, 0.6], np.linspace(0, 1, 6))
+    with pytest.raises(ValueError, match="equal length"):
+        loss_bounds([0.1, 0.2], [1.0])
+    with pytest.raises(ValueError, match="method='cliff'"):
+        loss_bounds(np.geomspace(1e-4, 1, 50), exploding_loss(np.geomspace(1e-4, 1, 50)),
+                    method="cliff")

@@ -1,0 +1,307 @@
+import keras
+import matplotlib
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.datasets import load_digits
+
+from keras_clr import (
+    CyclicalLearningRate,
+    RangeTestCallback,
+    RangeTestResult,
+    lr_range_test,
+    step_size_for,
+)
+from keras_clr.range_test import sweep_learning_rates
+from tests.conftest import WeightRecorder, probe_data, probe_model
+
+matplotlib.use("Agg")  # tests only: the package never picks a backend
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    return (x / 16.0).astype("float32"), y.astype("int32")
+
+
+def mlp(optimizer, stateful_layers=False, **compile_kwargs):
+    """A small digits classifier; `stateful_layers` adds BatchNorm and Dropout."""
+    extra = [keras.layers.BatchNormalization(), keras.layers.Dropout(0.2)]
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(32, activation="relu"),
+            *(extra if stateful_layers else []),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        **compile_kwargs,
+    )
+    return model
+
+
+def state(model):
+    return [v.numpy().copy() for v in [*model.variables, *model.optimizer.variables]]
+
+
+def assert_same_state(before, model):
+    after = state(model)
+    assert len(before) == len(after)
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(old, new)
+
+
+# ---------------------------------------------------------------------------
+# The sweep itself
+
+def test_sweep_learning_rates_linear_and_exponential():
+    np.testing.assert_allclose(sweep_learning_rates(0.0, 1.0, 5), [0, 0.25, 0.5, 0.75, 1.0])
+    lrs = sweep_learning_rates(1e-3, 10.0, 5, "exponential")
+    np.testing.assert_allclose(lrs, [1e-3, 1e-2, 1e-1, 1.0, 10.0])
+
+
+def test_callback_sets_each_steps_lr_over_the_whole_fit():
+    sweep = RangeTestCallback(start_lr=0.1, end_lr=1.5, mode="linear")
+    recorder = WeightRecorder()
+    model = probe_model(keras.optimizers.SGD(0.01))
+    model.fit(*probe_data(15), batch_size=4, epochs=1, shuffle=False, verbose=0,
+              callbacks=[sweep, recorder])
+    expected = np.linspace(0.1, 1.5, 15)
+    recorder.assert_learning_rates(expected)
+    np.testing.assert_allclose(sweep.history["learning_rate"], expected)
+    assert sweep.history["step"].tolist() == list(range(15))
+
+
+def test_callback_stops_fit_at_num_steps():
+    sweep = RangeTestCallback(1e-3, 1.0, num_steps=7, mode="exponential")
+    model = probe_model(keras.optimizers.SGD(0.01))
+    model.fit(*probe_data(10), batch_size=4, epochs=3, verbose=0, callbacks=[sweep])
+    assert len(sweep.history) == 7
+    assert int(model.optimizer.iterations.numpy()) == 7
+
+
+def test_rows_hold_each_batchs_own_loss_not_running_means(digits):
+    x, y = digits
+    model = mlp(keras.optimizers.SGD(0.01))
+    expected = [
+        model.evaluate(x[i : i + 32], y[i : i + 32], verbose=0, return_dict=True)
+        for i in range(0, 32 * 20, 32)
+    ]
+    # A tiny LR leaves the weights as they were, so each batch's loss is known in advance.
+    result = lr_range_test(model, x[: 32 * 20], y[: 32 * 20], start_lr=1e-12, end_lr=1e-11,
+                           num_steps=20, batch_size=32, shuffle=False)
+    np.testing.assert_allclose(result.history["loss"], [e["loss"] for e in expected], rtol=1e-4)
+    np.testing.assert_allclose(
+        result.history["accuracy"], [e["accuracy"] for e in expected], atol=1e-6
+    )
+    running_mean = np.cumsum([e["loss"] for e in expected]) / np.arange(1, 21)
+    assert np.abs(result.history["loss"] - running_mean).max() > 0.05, "means would differ"
+
+
+def test_stops_on_divergence_and_keeps_the_rows(digits):
+    x, y = digits
+    model = mlp(keras.optimizers.SGD(0.01))
+    result = lr_range_test(model, x, y, start_lr=1e-3, end_lr=1e6, num_steps=200,
+                           mode="exponential", batch_size=16)
+    history = result.history
+    assert 10 < len(history) < 200
+    last = history["loss"].iloc[-1]
+    assert not np.isfinite(last) or last > 4 * history["loss"].iloc[:10].min()
+
+
+def test_validation_columns_every_k_steps(digits):
+    x, y = digits
+    model = mlp(keras.optimizers.SGD(0.01))
+    result = lr_range_test(model, x[:1400], y[:1400], start_lr=1e-3, end_lr=0.5, num_steps=30,
+                           batch_size=32, validation_data=(x[1400:], y[1400:]), eval_every=10)
+    evaluated = result.history.dropna(subset=["val_loss"])["step"].tolist()
+    assert evaluated == [0, 10, 20, 29]
+    assert {"val_loss", "val_accuracy"} <= set(result.history.columns)
+
+
+@pytest.mark.parametrize("kind", ["tf.data", "PyDataset"])
+def test_accepts_datasets(kind, digits):
+    x, y = digits
+    if kind == "tf.data":
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+    else:
+        class Batches(keras.utils.PyDataset):
+            def __len__(self):
+                return len(x) // 64
+
+            def __getitem__(self, i):
+                return x[64 * i : 64 * (i + 1)], y[64 * i : 64 * (i + 1)]
+
+        data = Batches()
+    model = mlp(keras.optimizers.SGD(0.01))
+    result = lr_range_test(model, data, start_lr=1e-3, end_lr=0.5, num_steps=40, shuffle=False)
+    assert len(result.history) == 40
+
+
+# ---------------------------------------------------------------------------
+# Nothing lost: every exit path restores the model and optimizer bit for bit
+
+class RaiseAt(keras.callbacks.Callback):
+    def __init__(self, step, error):
+        super().__init__()
+        self.step, self.error = step, error
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.step:
+            raise self.error
+
+
+def trained_model(digits, optimizer):
+    """A model whose optimizer state is far from its initial values."""
+    x, y = digits
+    model = mlp(optimizer, stateful_layers=True)
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    return model
+
+
+OPTIMIZERS = {
+    "adam": lambda: keras.optimizers.Adam(1e-3),
+    "sgd_momentum": lambda: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "loss_scale": lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-3)),
+}
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=list(OPTIMIZERS))
+@pytest.mark.parametrize(
+    "ending", ["finished", "diverged", "nan", "exception", "keyboard_interrupt"]
+)
+def test_model_and_optimizer_are_restored_however_the_test_ends(digits, optimizer, ending):
+    x, y = digits
+    model = trained_model(digits, OPTIMIZERS[optimizer]())
+    before = state(model)
+    kwargs = dict(start_lr=1e-4, end_lr=1e-2, num_steps=30, batch_size=32)
+    if ending == "diverged":
+        kwargs.update(end_lr=1e8, mode="exponential")
+    if ending == "nan":  # from batch 5 on, the loss is NaN
+        weights = np.where(np.arange(len(x)) >= 32 * 5, np.nan, 1.0).astype("float32")
+        kwargs.update(shuffle=False, sample_weight=weights)
+    if ending in ("exception", "keyboard_interrupt"):
+        error = RuntimeError("boom") if ending == "exception" else KeyboardInterrupt()
+        with pytest.raises(type(error)):
+            lr_range_test(model, x, y, callbacks=[RaiseAt(7, error)], **kwargs)
+    else:
+        result = lr_range_test(model, x, y, **kwargs)
+        if ending == "finished":
+            assert len(result.history) == 30
+        if ending == "diverged":
+            assert len(result.history) < 30
+        if ending == "nan":
+            assert len(result.history) == 6 and np.isnan(result.history["loss"].iloc[-1])
+    assert_same_state(before, model)
+    assert not model.stop_training
+    # The restored model trains on as if no test had run.
+    model.fit(x[:64], y[:64], batch_size=32, verbose=0)
+
+
+def test_unbuilt_optimizer_is_built_first_so_it_can_be_restored(digits):
+    x, y = digits
+    model = mlp(keras.optimizers.Adam(1e-3))
+    assert not model.optimizer.built
+    lr_range_test(model, x, y, start_lr=1e-4, end_lr=1.0, num_steps=10)
+    assert int(model.optimizer.iterations.numpy()) == 0
+    assert all(not np.any(v.numpy()) for v in model.optimizer.variables[2:]), "fresh moments"
+
+
+# ---------------------------------------------------------------------------
+# Result: bounds, schedule, plot
+
+@pytest.fixture(scope="module")
+def digits_sweep(digits):
+    keras.utils.set_random_seed(0)
+    x, y = digits
+    model = mlp(keras.optimizers.SGD(0.01, momentum=0.9))
+    return lr_range_test(model, x[:1400], y[:1400], start_lr=1e-4, end_lr=10.0, epochs=6,
+                         mode="exponential", batch_size=32,
+                         validation_data=(x[1400:], y[1400:]), eval_every=10)
+
+
+def test_real_sweep_suggests_bounds_inside_the_sweep(digits_sweep):
+    suggestion = digits_sweep.suggest_bounds()
+    assert suggestion.metric == "val_accuracy" and suggestion.method == "accuracy"
+    assert 1e-4 < suggestion.base_lr < suggestion.max_lr < 10.0
+    # On digits with SGD+momentum the rise is between 1e-3 and 1 (measured: ~3e-3 to ~5e-2).
+    assert 1e-3 < suggestion.base_lr < 2e-2 and 1e-2 < suggestion.max_lr < 1.0
+    for method in ("valley", "steepest", "minimum"):
+        by_loss = digits_sweep.suggest_bounds(metric="loss", method=method)
+        assert by_loss.base_lr < by_loss.max_lr
+
+
+def test_result_schedule_uses_the_bounds(digits_sweep):
+    suggestion = digits_sweep.suggest_bounds()
+    schedule = digits_sweep.schedule("triangular2", step_size=step_size_for(44, 4))
+    assert isinstance(schedule, CyclicalLearningRate)
+    assert (schedule.base_lr, schedule.max_lr, schedule.step_size) == (
+        suggestion.base_lr, suggestion.max_lr, 176
+    )
+    with pytest.raises(ValueError, match="`step_size` is required"):
+        digits_sweep.schedule()
+
+
+def test_plot_marks_the_bounds_on_a_log_axis(digits_sweep):
+    ax = digits_sweep.plot()
+    suggestion = digits_sweep.suggest_bounds()
+    assert ax.get_xscale() == "log"
+    marked = sorted(line.get_xdata()[0] for line in ax.lines[2:])
+    assert marked == pytest.approx([suggestion.base_lr, suggestion.max_lr])
+    matplotlib.pyplot.close(ax.figure)
+
+
+def test_plot_says_why_when_there_are_no_bounds():
+    history = RangeTestCallback(0.1, 0.2).history
+    history = history.assign(step=range(6), learning_rate=np.linspace(0.1, 0.2, 6), loss=1.0)
+    ax = RangeTestResult(history, "linear", 0.1, 0.2).plot()
+    assert "no bounds" in ax.get_title()
+    matplotlib.pyplot.close(ax.figure)
+
+
+def test_suggest_bounds_names_the_recorded_columns(digits_sweep):
+    with pytest.raises(ValueError, match=r"\['accuracy', 'loss'.*metric='auc'"):
+        digits_sweep.suggest_bounds(metric="auc")
+    with pytest.raises(ValueError, match="method='best'"):
+        digits_sweep.suggest_bounds(method="best")
+
+
+# ---------------------------------------------------------------------------
+# Bad input
+
+@pytest.mark.parametrize(
+    "kwargs, error, fragment",
+    [
+        (dict(start_lr=float("nan"), end_lr=1.0), ValueError, "start_lr=nan"),
+        (dict(start_lr=0.0, end_lr=float("inf")), ValueError, "end_lr=inf"),
+        (dict(start_lr=0.0, end_lr=1.0, mode="exponential"), ValueError, "start_lr=0.0"),
+        (dict(start_lr=-1e-3, end_lr=1.0), ValueError, "start_lr=-0.001"),
+        (dict(start_lr=1.0, end_lr=0.1), ValueError, "end_lr=0.1, start_lr=1.0"),
+        (dict(start_lr=0.1, end_lr=1.0, num_steps=1), ValueError, "num_steps=1"),
+        (dict(start_lr=0.1, end_lr=1.0, mode="log"), ValueError, "mode='log'"),
+        (dict(start_lr=0.1, end_lr=1.0, stop_factor=1.0), ValueError, "stop_factor=1.0"),
+        (dict(start_lr="0.1", end_lr=1.0), TypeError, "start_lr='0.1'"),
+        (dict(start_lr=0.1, end_lr=1.0, eval_every=5), ValueError, "validation_data=None"),
+    ],
+)
+def test_bad_arguments(kwargs, error, fragment):
+    with pytest.raises(error, match=fragment):
+        RangeTestCallback(**kwargs)
+
+
+def test_bad_models_are_refused_before_anything_changes(digits):
+    x, y = digits
+    uncompiled = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    with pytest.raises(ValueError, match="compiled model"):
+        lr_range_test(uncompiled, x, y, start_lr=1e-3, end_lr=1.0)
+    scheduled = mlp(keras.optimizers.SGD(CyclicalLearningRate(0.01, 0.1, 5)))
+    with pytest.raises(ValueError, match="created with a schedule"):
+        lr_range_test(scheduled, x, y, start_lr=1e-3, end_lr=1.0)
+    unbuilt = keras.Sequential([keras.layers.Dense(10)])
+    unbuilt.compile(keras.optimizers.SGD(0.01), "mse")
+    with pytest.raises(ValueError, match="built model"):
+        lr_range_test(unbuilt, x, y, start_lr=1e-3, end_lr=1.0)
