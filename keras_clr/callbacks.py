@@ -7,7 +7,7 @@ from keras import ops
 from keras_clr import _checks
 from keras_clr._live_momentum import MomentumWriter
 from keras_clr._optimizer import current_step, settable_learning_rate
-from keras_clr.schedules import CyclicalLearningRate
+from keras_clr.schedules import CyclicalLearningRate, serialize_scale_fn
 
 
 class CyclicLR(keras.callbacks.Callback):
@@ -82,7 +82,10 @@ class CyclicLR(keras.callbacks.Callback):
                     "CyclicLR needs a `schedule` or `base_lr`, `max_lr` and "
                     "`step_size`. Received none of them."
                 )
-            schedule = _UnsavedCyclicalLearningRate(
+            # The callback is never saved, so it also takes an unregistered scale_fn.
+            unsaveable = scale_fn is not None and not _is_registered(scale_fn)
+            cls = _UnsavedCyclicalLearningRate if unsaveable else CyclicalLearningRate
+            schedule = cls(
                 base_lr,
                 max_lr,
                 step_size,
@@ -165,9 +168,17 @@ class CyclicLR(keras.callbacks.Callback):
 
 
 class _UnsavedCyclicalLearningRate(CyclicalLearningRate):
-    """The callback's own schedule: never saved, so any `scale_fn` will do."""
+    """A schedule with an unregistered `scale_fn`, for the callback only."""
 
     _saveable = False
+
+
+def _is_registered(scale_fn):
+    try:
+        serialize_scale_fn(scale_fn)
+    except ValueError:
+        return False
+    return True
 
 
 def _host_lr(schedule):

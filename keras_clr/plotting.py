@@ -54,7 +54,8 @@ def plot_range_test(history, metric="loss", bounds=None, log_x=False, ax=None, n
     return ax
 
 
-def plot_schedule(schedule, steps, ax=None, base_momentum=None, max_momentum=None):
+def plot_schedule(schedule, steps, ax=None, base_momentum=None, max_momentum=None,
+                  label="learning rate"):
     """Draws a keras-clr schedule's LR (and inverse momentum) over `steps`.
 
     Args:
@@ -63,13 +64,14 @@ def plot_schedule(schedule, steps, ax=None, base_momentum=None, max_momentum=Non
         ax: Axes to draw on. Defaults to a new figure.
         base_momentum, max_momentum: When given, the momentum cycle is drawn
             on a second y-axis.
+        label: Legend label of the LR curve. Defaults to `"learning rate"`.
 
     Returns:
         The matplotlib `Axes` of the LR curve.
     """
     ax = _axes(ax)
     x = np.arange(steps)
-    ax.plot(x, schedule.values(x), color="tab:blue", label="learning rate")
+    ax.plot(x, schedule.values(x), label=label)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
     ax.set_title(type(schedule).__name__ + _describe(schedule), fontsize=10)

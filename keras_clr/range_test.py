@@ -52,19 +52,26 @@ class RangeTestResult:
         history: pandas DataFrame, one row per step: `step`, `learning_rate`,
             `loss`, each compiled metric for that batch alone, and `val_*`
             columns on the steps where validation data was evaluated.
-        mode, start_lr, end_lr: The sweep.
+        mode, start_lr, end_lr, num_steps: The planned sweep.
+        stop_reason: `"finished"`, `"diverged"` (smoothed loss past
+            `stop_factor` x its best), `"nan"` (loss NaN or infinite) or
+            `"fit ended"` (`fit` ran out of data or was stopped by another
+            callback first).
     """
 
-    def __init__(self, history, mode, start_lr, end_lr):
+    def __init__(self, history, mode, start_lr, end_lr, num_steps=None,
+                 stop_reason="finished"):
         self.history = history
         self.mode = mode
         self.start_lr = start_lr
         self.end_lr = end_lr
+        self.num_steps = len(history) if num_steps is None else num_steps
+        self.stop_reason = stop_reason
 
     def __repr__(self):
         return (
-            f"RangeTestResult({len(self.history)} steps, {self.mode} sweep "
-            f"{self.start_lr:g} -> {self.end_lr:g})"
+            f"RangeTestResult({len(self.history)} of {self.num_steps} steps, {self.mode} "
+            f"sweep {self.start_lr:g} -> {self.end_lr:g}, {self.stop_reason})"
         )
 
     def default_metric(self):
@@ -114,26 +121,26 @@ class RangeTestResult:
             log_scale=self.mode == "exponential",
         )
 
-    def schedule(self, mode="triangular2", step_size=None, *, metric=None, method=None, **kwargs):
+    def schedule(self, mode="triangular2", *, step_size, metric=None, method=None,
+                 bounds=None, **kwargs):
         """A `CyclicalLearningRate` between the suggested bounds.
 
-        `step_size` is required: the paper recommends 2-10 epochs' worth of
-        steps, e.g. `step_size=keras_clr.step_size_for(steps_per_epoch, 4)`.
-        Other keyword arguments go to `CyclicalLearningRate`.
+        Args:
+            mode: The policy. Defaults to `"triangular2"`.
+            step_size: Steps per half cycle (required). The paper recommends
+                2-10 epochs' worth: `step_size_for(steps_per_epoch, epochs=4)`.
+            metric, method: Passed to `suggest_bounds()`.
+            bounds: A `Bounds` to use instead of suggesting (e.g. one you
+                adjusted with `bounds._replace(max_lr=...)`).
+            **kwargs: Other `CyclicalLearningRate` arguments (`gamma`, ...).
 
         Example:
 
-        >>> # result.schedule("triangular2", step_size=4 * steps_per_epoch)
+        >>> # result.schedule("triangular2", step_size=step_size_for(steps_per_epoch))
         """
-        if step_size is None:
-            raise ValueError(
-                "Argument `step_size` is required: pass the steps per half cycle, "
-                "e.g. step_size=keras_clr.step_size_for(steps_per_epoch, epochs=4)."
-            )
-        suggestion = self.suggest_bounds(metric=metric, method=method)
-        return CyclicalLearningRate(
-            suggestion.base_lr, suggestion.max_lr, step_size, mode=mode, **kwargs
-        )
+        if bounds is None:
+            bounds = self.suggest_bounds(metric=metric, method=method)
+        return CyclicalLearningRate(bounds.base_lr, bounds.max_lr, step_size, mode=mode, **kwargs)
 
     def plot(self, ax=None, metric=None, method=None):
         """Plots the metric against the LR with the suggested bounds; returns the Axes.
@@ -234,6 +241,7 @@ class RangeTestCallback(keras.callbacks.Callback):
         self.validation_data = validation_data
         self.eval_every = eval_every
         self._rows = []
+        self._num_steps, self._stop_reason = num_steps, "fit ended"
 
     @property
     def history(self):
@@ -242,7 +250,9 @@ class RangeTestCallback(keras.callbacks.Callback):
 
     @property
     def result(self):
-        return RangeTestResult(self.history, self.mode, self.start_lr, self.end_lr)
+        """The sweep so far as a `RangeTestResult`."""
+        return RangeTestResult(self.history, self.mode, self.start_lr, self.end_lr,
+                               self._num_steps, self._stop_reason)
 
     def on_train_begin(self, logs=None):
         self._optimizer, self._lr_variable = settable_learning_rate(
@@ -258,6 +268,7 @@ class RangeTestCallback(keras.callbacks.Callback):
                 )
             num_steps = max(2, steps * epochs)
         self._lrs = sweep_learning_rates(self.start_lr, self.end_lr, num_steps, self.mode)
+        self._num_steps, self._stop_reason = num_steps, "fit ended"
         self._first_step = current_step(self._optimizer)
         self._rows = []
         self._smoothed_loss, self._best_loss = 0.0, math.inf
@@ -280,7 +291,11 @@ class RangeTestCallback(keras.callbacks.Callback):
         if self.eval_every and (self._index % self.eval_every == 0 or last):
             row.update(self._evaluate())
         self._rows.append(row)
-        if last or self._diverged(row.get("loss", math.nan)):
+        reason = self._stop_reason_for(row.get("loss", math.nan))
+        if reason is None and last:
+            reason = "finished"
+        if reason is not None:
+            self._stop_reason = reason
             self.model.stop_training = True
 
     def _evaluate(self):
@@ -291,14 +306,16 @@ class RangeTestCallback(keras.callbacks.Callback):
             scores = self.model.evaluate(data, verbose=0, return_dict=True)
         return {f"val_{k}": float(v) for k, v in scores.items()}
 
-    def _diverged(self, loss):
+    def _stop_reason_for(self, loss):
         if not math.isfinite(loss):
-            return True
+            return "nan"
         beta, count = self._beta, len(self._rows)
         self._smoothed_loss = beta * self._smoothed_loss + (1 - beta) * loss
         smoothed = self._smoothed_loss / (1 - beta**count)
         self._best_loss = min(self._best_loss, smoothed)
-        return self._best_loss > 0 and smoothed > self.stop_factor * self._best_loss
+        if self._best_loss > 0 and smoothed > self.stop_factor * self._best_loss:
+            return "diverged"
+        return None
 
 
 def lr_range_test(

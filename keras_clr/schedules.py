@@ -170,7 +170,7 @@ class CyclicalLearningRate(_StepSchedule):
                 f"Received: scale_fn={scale_fn!r}"
             )
         if scale_fn is not None and self._saveable:
-            _serialize_scale_fn(scale_fn)
+            serialize_scale_fn(scale_fn)
         self.scale_fn = scale_fn
         self.scale_mode = self._resolve_scale_mode(scale_mode)
         if self.gamma != 1.0 and (scale_fn is not None or mode != "exp_range"):
@@ -237,7 +237,7 @@ class CyclicalLearningRate(_StepSchedule):
             "step_size": self.step_size,
             "mode": self.mode,
             "gamma": self.gamma,
-            "scale_fn": _serialize_scale_fn(self.scale_fn),
+            "scale_fn": serialize_scale_fn(self.scale_fn),
             "scale_mode": self.scale_mode,
             "step_size_down": self.step_size_down,
             "name": self.name,
@@ -251,7 +251,7 @@ class CyclicalLearningRate(_StepSchedule):
         return cls(**config)
 
 
-def _serialize_scale_fn(scale_fn):
+def serialize_scale_fn(scale_fn):
     """Serializes a registered scale function or object; refuses anything else.
 
     An unregistered function (a lambda, a local def) would save as raw

@@ -109,6 +109,7 @@ def test_stops_on_divergence_and_keeps_the_rows(digits):
                            mode="exponential", batch_size=16)
     history = result.history
     assert 10 < len(history) < 200
+    assert result.stop_reason in ("diverged", "nan")
     last = history["loss"].iloc[-1]
     assert not np.isfinite(last) or last > 4 * history["loss"].iloc[:10].min()
 
@@ -190,6 +191,7 @@ def test_model_and_optimizer_are_restored_however_the_test_ends(digits, optimize
             lr_range_test(model, x, y, callbacks=[RaiseAt(7, error)], **kwargs)
     else:
         result = lr_range_test(model, x, y, **kwargs)
+        assert result.stop_reason == ending and result.num_steps == 30
         if ending == "finished":
             assert len(result.history) == 30
         if ending == "diverged":
@@ -242,7 +244,9 @@ def test_result_schedule_uses_the_bounds(digits_sweep):
     assert (schedule.base_lr, schedule.max_lr, schedule.step_size) == (
         suggestion.base_lr, suggestion.max_lr, 176
     )
-    with pytest.raises(ValueError, match="`step_size` is required"):
+    adjusted = digits_sweep.schedule(step_size=10, bounds=suggestion._replace(max_lr=0.5))
+    assert (adjusted.base_lr, adjusted.max_lr) == (suggestion.base_lr, 0.5)
+    with pytest.raises(TypeError, match="step_size"):
         digits_sweep.schedule()
 
 

@@ -73,6 +73,24 @@ def halve_every_other_cycle(cycle):
     return 1.0 / ops.power(2.0, ops.floor_divide(cycle - 1.0, 2.0))
 
 
+@keras.saving.register_keras_serializable(package="keras_clr_tests")
+class PowerDecay:
+    """A scale object with its own config: amplitude * cycle**-power."""
+
+    def __init__(self, power):
+        self.power = power
+
+    def __call__(self, cycle):
+        return ops.power(cycle, -self.power)
+
+    def get_config(self):
+        return {"power": self.power}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
 # ---------------------------------------------------------------------------
 # CyclicalLearningRate values
 
@@ -287,6 +305,7 @@ ALL_SCHEDULES = [
     CyclicalLearningRate(0.01, 0.1, 7, mode="exp_range", gamma=0.99),
     CyclicalLearningRate(0.0, 0.1, 7, scale_fn=halve_every_other_cycle, scale_mode="iterations"),
     OneCycle(0.3, 1000, pct_start=0.25, anneal_strategy="linear", three_phase=True, name="oc"),
+    CyclicalLearningRate(0.0, 0.1, 7, scale_fn=PowerDecay(0.5)),
 ]
 
 
@@ -308,7 +327,7 @@ def test_config_holds_every_argument():
 
     for cls in (CyclicalLearningRate, OneCycle):
         arguments = set(inspect.signature(cls).parameters)
-        schedule = ALL_SCHEDULES[0] if cls is CyclicalLearningRate else ALL_SCHEDULES[-1]
+        schedule = next(s for s in ALL_SCHEDULES if type(s) is cls)
         assert set(schedule.get_config()) == arguments
 
 
@@ -332,6 +351,15 @@ def test_unregistered_scale_fn_is_refused_before_anything_is_saved():
     # The callback is never saved, so it takes a lambda (as old scripts pass).
     callback = CyclicLR(base_lr=0.01, max_lr=0.1, step_size=7, scale_fn=lambda c: 1 / c)
     assert callback.schedule.values(21) == pytest.approx(0.01 + 0.09 / 2)
+
+
+def test_a_callbacks_schedule_moved_into_an_optimizer_saves_and_loads(tmp_path):
+    schedule = CyclicLR(base_lr=0.01, max_lr=0.1, step_size=7, mode="triangular2").schedule
+    model = probe_model(keras.optimizers.SGD(learning_rate=schedule))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.optimizer.learning_rate.numpy() == pytest.approx(0.01)
+    assert type(loaded.optimizer._learning_rate) is CyclicalLearningRate
 
 
 # ---------------------------------------------------------------------------
