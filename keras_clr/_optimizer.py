@@ -23,6 +23,8 @@ def settable_learning_rate(model, caller):
     optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
     learning_rate = optimizer.learning_rate
     if not isinstance(learning_rate, keras.Variable):
+        # Name what the optimizer was built with (the property evaluates it).
+        learning_rate = getattr(optimizer, "_learning_rate", learning_rate)
         raise ValueError(
             f"{caller} cannot set the learning rate of an optimizer created with "
             "a schedule or a callable as its `learning_rate`. Create the "
@@ -33,6 +35,11 @@ def settable_learning_rate(model, caller):
     return optimizer, learning_rate
 
 
-def current_step(optimizer):
-    """The optimizer's update count as a Python int (the schedule's step)."""
+def current_step(model):
+    """The optimizer's update count as a Python int (the schedule's step).
+
+    Pass `Callback.model`: on JAX, reading it syncs the training state into
+    the model's variables, without which they read as empty mid-epoch.
+    """
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
     return int(ops.convert_to_numpy(optimizer.iterations))

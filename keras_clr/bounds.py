@@ -37,10 +37,9 @@ class Bounds(NamedTuple):
 def smooth(values, window=None):
     """Centered moving average; the window shrinks at both ends.
 
-    Example:
-
-    >>> smooth(np.array([0.0, 3.0, 0.0, 3.0, 0.0]), window=3).tolist()
-    [1.5, 1.0, 2.0, 1.0, 1.5]
+    Examples:
+        >>> smooth(np.array([0.0, 3.0, 0.0, 3.0, 0.0]), window=3).tolist()
+        [1.5, 1.0, 2.0, 1.0, 1.5]
     """
     values = np.asarray(values, dtype="float64")
     if window is None:
@@ -63,13 +62,12 @@ def default_window(n):
 def accuracy_bounds(lrs, accuracy, metric="accuracy", window=None):
     """Smith's rule on an accuracy-vs-LR curve.
 
-    Example:
-
-    >>> lrs = np.linspace(0.001, 0.1, 200)
-    >>> accuracy = 0.1 + 0.8 / (1 + np.exp(-(lrs - 0.03) / 0.004))
-    >>> bounds = accuracy_bounds(lrs, accuracy)
-    >>> round(bounds.base_lr, 3), round(bounds.max_lr, 3)
-    (0.021, 0.042)
+    Examples:
+        >>> lrs = np.linspace(0.001, 0.1, 200)
+        >>> accuracy = 0.1 + 0.8 / (1 + np.exp(-(lrs - 0.03) / 0.004))
+        >>> bounds = accuracy_bounds(lrs, accuracy)
+        >>> round(bounds.base_lr, 3), round(bounds.max_lr, 3)
+        (0.021, 0.042)
     """
     lrs, curve, noise = _prepare(lrs, accuracy, metric, window)
     peak = int(np.argmax(curve))
@@ -87,13 +85,12 @@ def loss_bounds(lrs, loss, method="valley", metric="loss", window=None, log_scal
     `log_scale` (default: guessed from the spacing of `lrs`) measures slopes
     against log(lr), as suits an exponential sweep.
 
-    Example:
-
-    >>> lrs = np.geomspace(1e-5, 1.0, 200)
-    >>> loss = 2.3 - 2.0 / (1 + (1e-2 / lrs) ** 2) + 50 * lrs**2
-    >>> bounds = loss_bounds(lrs, loss, method="valley")
-    >>> round(bounds.base_lr, 4), round(bounds.max_lr, 4)
-    (0.0031, 0.0174)
+    Examples:
+        >>> lrs = np.geomspace(1e-5, 1.0, 200)
+        >>> loss = 2.3 - 2.0 / (1 + (1e-2 / lrs) ** 2) + 50 * lrs**2
+        >>> bounds = loss_bounds(lrs, loss, method="valley")
+        >>> round(bounds.base_lr, 4), round(bounds.max_lr, 4)
+        (0.0031, 0.0174)
     """
     if method not in LOSS_METHODS:
         raise ValueError(

@@ -34,9 +34,18 @@ class CyclicLR(keras.callbacks.Callback):
     Args:
         schedule: A `keras.optimizers.schedules.LearningRateSchedule`. Give
             either this or `base_lr`, `max_lr` and `step_size`.
-        base_lr, max_lr, step_size, mode, gamma, scale_fn, scale_mode,
-            step_size_down: Arguments of `CyclicalLearningRate`, used when
-            no `schedule` is given.
+        base_lr: Lower bound, as in `CyclicalLearningRate`; used (with
+            `max_lr` and `step_size`) when no `schedule` is given.
+        max_lr: Upper bound, as in `CyclicalLearningRate`.
+        step_size: Steps per half cycle, as in `CyclicalLearningRate`.
+        mode: `"triangular"`, `"triangular2"` or `"exp_range"`. Defaults to
+            `"triangular"`.
+        gamma: `exp_range` decay per step. Defaults to 1.0.
+        scale_fn: Custom amplitude function, as in `CyclicalLearningRate`;
+            here it may also be a lambda, since the callback is never saved.
+        scale_mode: `"cycle"` or `"iterations"`, as in `CyclicalLearningRate`.
+        step_size_down: Steps from the peak back down. Defaults to
+            `step_size`.
         base_momentum: Momentum at the LR's peak, in [0, 1). Give it with
             `max_momentum` to cycle momentum (needs a keras-clr schedule).
         max_momentum: Momentum at the LR's trough, in [base_momentum, 1).
@@ -47,10 +56,9 @@ class CyclicLR(keras.callbacks.Callback):
             schedule, or `steps_per_execution > 1`.
         TypeError: An argument of the wrong type.
 
-    Example:
-
-    >>> clr = CyclicLR(base_lr=0.001, max_lr=0.006, step_size=2000)
-    >>> # model.fit(x, y, callbacks=[clr]); clr.history.tail()
+    Examples:
+        >>> clr = CyclicLR(base_lr=0.001, max_lr=0.006, step_size=2000)
+        >>> # model.fit(x, y, callbacks=[clr]); clr.history.tail()
     """
 
     def __init__(
@@ -116,6 +124,7 @@ class CyclicLR(keras.callbacks.Callback):
 
     @property
     def cycles_momentum(self):
+        """Whether this callback cycles the optimizer's momentum."""
         return self.max_momentum is not None
 
     @property
@@ -131,7 +140,7 @@ class CyclicLR(keras.callbacks.Callback):
         self._lr_at = _host_lr(self.schedule)
         self._momentum = None
         if self.cycles_momentum:
-            first = self._momentum_at(current_step(self._optimizer))
+            first = self._momentum_at(current_step(self.model))
             self._momentum = MomentumWriter(self.model, self._optimizer, first)
 
     def _momentum_at(self, step):
@@ -139,7 +148,7 @@ class CyclicLR(keras.callbacks.Callback):
         return float(values)
 
     def on_train_batch_begin(self, batch, logs=None):
-        step = current_step(self._optimizer)
+        step = current_step(self.model)
         row = [step, self._lr_at(step)]
         self._lr_variable.assign(row[1])
         if self._momentum is not None:

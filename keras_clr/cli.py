@@ -20,7 +20,8 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        raise UsageError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix(PROG).strip()  # "" or the subcommand
+        raise UsageError(f"{command}: {message}" if command else message)
 
 
 def _number(kind, test, expected):
@@ -245,10 +246,16 @@ def _run_range_test(args, model, x, y, fit_kwargs):
 
 
 def _load_model(path):
+    import warnings
+
     import keras
 
     try:
-        model = keras.models.load_model(path)
+        with warnings.catch_warnings():
+            # A model saved before its first fit has an unbuilt optimizer; Keras
+            # warns that it skips the (empty) optimizer state. Nothing is lost.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model = keras.models.load_model(path)
     except Exception as error:  # any failure to read the file is the user's input
         raise UsageError(f"--model: cannot load {path}: {_one_line(error)[:300]}") from None
     if not getattr(model, "compiled", False) or model.optimizer is None:

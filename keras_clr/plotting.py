@@ -62,8 +62,9 @@ def plot_schedule(schedule, steps, ax=None, base_momentum=None, max_momentum=Non
         schedule: A `CyclicalLearningRate` or `OneCycle`.
         steps: Number of steps to draw, from step 0.
         ax: Axes to draw on. Defaults to a new figure.
-        base_momentum, max_momentum: When given, the momentum cycle is drawn
-            on a second y-axis.
+        base_momentum: With `max_momentum`, also draw the momentum cycle on
+            a second y-axis.
+        max_momentum: See `base_momentum`.
         label: Legend label of the LR curve. Defaults to `"learning rate"`.
 
     Returns:

@@ -32,12 +32,11 @@ DEFAULT_NUM_STEPS = 100
 def sweep_learning_rates(start_lr, end_lr, num_steps, mode="linear"):
     """The LR of each of the `num_steps` steps, from `start_lr` to `end_lr`.
 
-    Example:
-
-    >>> sweep_learning_rates(0.1, 0.5, 5).tolist()
-    [0.1, 0.2, 0.30000000000000004, 0.4, 0.5]
-    >>> sweep_learning_rates(1e-4, 1.0, 5, "exponential").round(6).tolist()
-    [0.0001, 0.001, 0.01, 0.1, 1.0]
+    Examples:
+        >>> sweep_learning_rates(0.1, 0.5, 5).tolist()
+        [0.1, 0.2, 0.30000000000000004, 0.4, 0.5]
+        >>> sweep_learning_rates(1e-4, 1.0, 5, "exponential").round(6).tolist()
+        [0.0001, 0.001, 0.01, 0.1, 1.0]
     """
     fraction = np.arange(num_steps) / (num_steps - 1)
     if mode == "exponential":
@@ -52,7 +51,10 @@ class RangeTestResult:
         history: pandas DataFrame, one row per step: `step`, `learning_rate`,
             `loss`, each compiled metric for that batch alone, and `val_*`
             columns on the steps where validation data was evaluated.
-        mode, start_lr, end_lr, num_steps: The planned sweep.
+        mode: `"linear"` or `"exponential"`.
+        start_lr: The sweep's first LR.
+        end_lr: The sweep's last LR.
+        num_steps: Steps planned for the sweep.
         stop_reason: `"finished"`, `"diverged"` (smoothed loss past
             `stop_factor` x its best), `"nan"` (loss NaN or infinite) or
             `"fit ended"` (`fit` ran out of data or was stopped by another
@@ -129,14 +131,14 @@ class RangeTestResult:
             mode: The policy. Defaults to `"triangular2"`.
             step_size: Steps per half cycle (required). The paper recommends
                 2-10 epochs' worth: `step_size_for(steps_per_epoch, epochs=4)`.
-            metric, method: Passed to `suggest_bounds()`.
+            metric: Passed to `suggest_bounds()`.
+            method: Passed to `suggest_bounds()`.
             bounds: A `Bounds` to use instead of suggesting (e.g. one you
                 adjusted with `bounds._replace(max_lr=...)`).
             **kwargs: Other `CyclicalLearningRate` arguments (`gamma`, ...).
 
-        Example:
-
-        >>> # result.schedule("triangular2", step_size=step_size_for(steps_per_epoch))
+        Examples:
+            >>> # result.schedule("triangular2", step_size=step_size_for(steps_per_epoch))
         """
         if bounds is None:
             bounds = self.suggest_bounds(metric=metric, method=method)
@@ -194,11 +196,10 @@ class RangeTestCallback(keras.callbacks.Callback):
         eval_every: Evaluate `validation_data` every this many steps (and at
             the last step).
 
-    Example:
-
-    >>> sweep = RangeTestCallback(start_lr=1e-4, end_lr=1.0, mode="exponential")
-    >>> # model.fit(x, y, epochs=2, callbacks=[sweep])
-    >>> # sweep.result.suggest_bounds(); sweep.result.plot()
+    Examples:
+        >>> sweep = RangeTestCallback(start_lr=1e-4, end_lr=1.0, mode="exponential")
+        >>> # model.fit(x, y, epochs=2, callbacks=[sweep])
+        >>> # sweep.result.suggest_bounds(); sweep.result.plot()
     """
 
     def __init__(
@@ -255,9 +256,7 @@ class RangeTestCallback(keras.callbacks.Callback):
                                self._num_steps, self._stop_reason)
 
     def on_train_begin(self, logs=None):
-        self._optimizer, self._lr_variable = settable_learning_rate(
-            self.model, "RangeTestCallback"
-        )
+        _, self._lr_variable = settable_learning_rate(self.model, "RangeTestCallback")
         num_steps = self.num_steps
         if num_steps is None:
             steps, epochs = self.params.get("steps"), self.params.get("epochs")
@@ -269,7 +268,7 @@ class RangeTestCallback(keras.callbacks.Callback):
             num_steps = max(2, steps * epochs)
         self._lrs = sweep_learning_rates(self.start_lr, self.end_lr, num_steps, self.mode)
         self._num_steps, self._stop_reason = num_steps, "fit ended"
-        self._first_step = current_step(self._optimizer)
+        self._first_step = current_step(self.model)
         self._rows = []
         self._smoothed_loss, self._best_loss = 0.0, math.inf
         # An EMA as wide as the bounds' moving average (~5% of the sweep): a
@@ -278,7 +277,7 @@ class RangeTestCallback(keras.callbacks.Callback):
         self._beta = 1.0 - 2.0 / (bounds.default_window(num_steps) + 1)
 
     def on_train_batch_begin(self, batch, logs=None):
-        index = current_step(self._optimizer) - self._first_step
+        index = current_step(self.model) - self._first_step
         self._lr_variable.assign(self._lrs[min(index, len(self._lrs) - 1)])
         self.model.reset_metrics()
         self._index = index
@@ -344,8 +343,10 @@ def lr_range_test(
     Args:
         model: A built, compiled Keras model whose optimizer has a float
             learning rate.
-        x, y: Training data, as for `fit`.
-        start_lr, end_lr: The sweep's first and last LR.
+        x: Training inputs, as for `fit` (arrays, `tf.data`, `PyDataset`).
+        y: Training targets, as for `fit`.
+        start_lr: The sweep's first LR.
+        end_lr: The sweep's last LR.
         epochs: Epochs to sweep over. Defaults to enough epochs for
             `num_steps`.
         num_steps: Steps in the sweep. Defaults to all steps of `epochs`,
@@ -365,11 +366,10 @@ def lr_range_test(
         ValueError: Bad sweep arguments, a model that is not compiled or not
             built, or an optimizer built with a schedule.
 
-    Example:
-
-    >>> # result = lr_range_test(model, x, y, start_lr=1e-4, end_lr=1.0,
-    >>> #                        mode="exponential", batch_size=64)
-    >>> # result.suggest_bounds(); result.plot()
+    Examples:
+        >>> # result = lr_range_test(model, x, y, start_lr=1e-4, end_lr=1.0,
+        >>> #                        mode="exponential", batch_size=64)
+        >>> # result.suggest_bounds(); result.plot()
     """
     if not getattr(model, "compiled", False) or model.optimizer is None:
         raise ValueError(

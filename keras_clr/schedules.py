@@ -128,12 +128,11 @@ class CyclicalLearningRate(_StepSchedule):
         ValueError: An argument is out of range or arguments contradict.
         TypeError: An argument has the wrong type.
 
-    Example:
-
-    >>> schedule = CyclicalLearningRate(base_lr=1.0, max_lr=5.0, step_size=4)
-    >>> schedule.values(np.arange(10)).tolist()
-    [1.0, 2.0, 3.0, 4.0, 5.0, 4.0, 3.0, 2.0, 1.0, 2.0]
-    >>> optimizer = keras.optimizers.SGD(learning_rate=schedule)
+    Examples:
+        >>> schedule = CyclicalLearningRate(base_lr=1.0, max_lr=5.0, step_size=4)
+        >>> schedule.values(np.arange(10)).tolist()
+        [1.0, 2.0, 3.0, 4.0, 5.0, 4.0, 3.0, 2.0, 1.0, 2.0]
+        >>> optimizer = keras.optimizers.SGD(learning_rate=schedule)
     """
 
     # A schedule can land in a saved model, and Keras truncates the target file
@@ -305,12 +304,11 @@ class OneCycle(_StepSchedule):
         ValueError: An argument is out of range, or a phase would be empty.
         TypeError: An argument has the wrong type.
 
-    Example:
-
-    >>> schedule = OneCycle(max_lr=0.1, total_steps=100)
-    >>> lrs = schedule.values(np.arange(100))
-    >>> round(float(lrs[0]), 6), round(float(lrs.max()), 6), float(lrs[-1])
-    (0.004, 0.1, 4e-07)
+    Examples:
+        >>> schedule = OneCycle(max_lr=0.1, total_steps=100)
+        >>> lrs = schedule.values(np.arange(100))
+        >>> round(float(lrs[0]), 6), round(float(lrs.max()), 6), float(lrs[-1])
+        (0.004, 0.1, 4e-07)
     """
 
     def __init__(
@@ -358,10 +356,12 @@ class OneCycle(_StepSchedule):
 
     @property
     def initial_lr(self):
+        """The LR at step 0: `max_lr / div_factor`."""
         return self.max_lr / self.div_factor
 
     @property
     def final_lr(self):
+        """The LR from step `total_steps - 1` on: `initial_lr / final_div_factor`."""
         return self.initial_lr / self.final_div_factor
 
     def _lr_levels(self):
@@ -406,13 +406,18 @@ class OneCycle(_StepSchedule):
 def step_size_for(steps_per_epoch, epochs=4):
     """`step_size` (steps per half cycle) worth `epochs` epochs.
 
-    Smith (2017) recommends 2-10 epochs per half cycle (and found little
-    difference within that range); 4 is a middle choice.
+    Smith (2017) recommends 2-10 epochs per half cycle; 4 is a middle choice.
 
-    Example:
+    Args:
+        steps_per_epoch: Optimizer steps per epoch, a positive integer.
+        epochs: Epochs per half cycle, > 0. Defaults to 4.
 
-    >>> step_size_for(steps_per_epoch=391, epochs=4)
-    1564
+    Returns:
+        The `step_size`, a positive int.
+
+    Examples:
+        >>> step_size_for(steps_per_epoch=391, epochs=4)
+        1564
     """
     steps_per_epoch = _checks.positive_int("steps_per_epoch", steps_per_epoch)
     epochs = _checks.positive_number("epochs", epochs)

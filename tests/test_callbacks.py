@@ -110,6 +110,19 @@ def test_refuses_an_optimizer_built_with_a_schedule():
 # ---------------------------------------------------------------------------
 # Momentum
 
+live_momentum = pytest.mark.skipif(
+    keras.backend.backend() == "jax",
+    reason="momentum cycling through the callback is refused on JAX (next test)",
+)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX only")
+def test_momentum_cycling_is_refused_on_jax():
+    clr = CyclicLR(base_lr=0.1, max_lr=0.5, step_size=3, base_momentum=0.8, max_momentum=0.9)
+    with pytest.raises(ValueError, match="not supported on the 'jax' backend"):
+        fit(probe_model(keras.optimizers.SGD(0.1, momentum=0.9)), 4, [clr])
+
+@live_momentum
 @pytest.mark.parametrize(
     "schedule",
     [CyclicalLearningRate(0.1, 0.5, 3, mode="triangular2"), OneCycle(0.5, 16, three_phase=True)],
@@ -127,6 +140,7 @@ def test_sgd_momentum_is_cycled_and_used_by_the_compiled_step(schedule):
     assert np.abs(recorder.deltas - constant).max() > 1e-3, "the test can tell the difference"
 
 
+@live_momentum
 def test_momentum_cycling_retraces_a_model_fit_before():
     model = probe_model(keras.optimizers.SGD(0.1, momentum=0.9))
     fit(model, 4, [])
@@ -142,6 +156,7 @@ def test_momentum_cycling_retraces_a_model_fit_before():
     np.testing.assert_allclose(recorder.deltas, deltas, **PROBE_TOLERANCE)
 
 
+@live_momentum
 def test_adam_beta_1_is_cycled_and_used():
     schedule = CyclicalLearningRate(0.01, 0.05, 3)
     clr = CyclicLR(schedule, base_momentum=0.6, max_momentum=0.9)
@@ -158,6 +173,7 @@ def test_adam_beta_1_is_cycled_and_used():
     np.testing.assert_allclose(recorder.deltas, expected, rtol=1e-4, atol=1e-6)
 
 
+@live_momentum
 def test_momentum_cycling_leaves_a_saveable_optimizer(tmp_path):
     model = probe_model(keras.optimizers.SGD(0.1, momentum=0.9))
     variables_before = len(model.optimizer.variables)
@@ -175,6 +191,7 @@ def test_momentum_cycling_leaves_a_saveable_optimizer(tmp_path):
     )
 
 
+@live_momentum
 def test_momentum_needs_slots():
     model = probe_model(keras.optimizers.SGD(0.1))
     fit(model, 2, [])
@@ -186,6 +203,7 @@ def test_momentum_needs_slots():
 # ---------------------------------------------------------------------------
 # Logs
 
+@live_momentum
 def test_learning_rate_reaches_history_and_csv_logger(tmp_path):
     clr = CyclicLR(base_lr=0.1, max_lr=0.5, step_size=2, base_momentum=0.85, max_momentum=0.95)
     csv = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))

@@ -144,6 +144,8 @@ def test_exact_at_huge_steps(step, mode):
     schedule = CyclicalLearningRate(0.1, 0.5, step_size=2000, mode=mode)
     expected = clr_oracle(step, 0.1, 0.5, 2000, mode=mode)
     assert schedule.values(step) == pytest.approx(expected, rel=1e-12)
+    if keras.backend.backend() == "jax" and step >= 2**31:
+        return  # JAX counts optimizer steps in int32: such steps cannot occur there
     assert graph_values(schedule, [step])[0] == pytest.approx(expected, abs=f32_tolerance(0.1, 0.5))
 
 
