@@ -96,10 +96,14 @@ def compare_large_steps():
     for step in STEPS:
         tfa = float(cyclical_lr(step, 0.1, 0.5, 2000, dtype="float32"))
         exact = cyclical_lr(step, 0.1, 0.5, 2000, dtype="exact")
-        graph = float(schedule(step))  # what the optimizer sees, in the backend's floatx
         host = float(schedule.values(step))  # float64 NumPy, for plots and tables
-        print(f"{step:>10} {tfa:>12.7g} {exact:>14.7g} {graph:>16.7g} {host:>15.7g}")
         assert abs(host - exact) <= 1e-12 * exact, (step, host, exact)
+        if keras.backend.backend() == "jax" and step >= 2**31:
+            # JAX counts optimizer steps in int32: such a step cannot occur there.
+            print(f"{step:>10} {tfa:>12.7g} {exact:>14.7g} {'(int32 on JAX)':>16} {host:>15.7g}")
+            continue
+        graph = float(schedule(step))  # what the optimizer sees, in the backend's floatx
+        print(f"{step:>10} {tfa:>12.7g} {exact:>14.7g} {graph:>16.7g} {host:>15.7g}")
         assert abs(graph - exact) <= 1e-6 * exact, (step, graph, exact)
     naive64 = float(cyclical_lr(step, 0.1, 0.5, 2000, dtype="float64"))
     print(f"at step 2**31+1999 the formula is off by {tfa - exact:+.2g} in float32 "

@@ -4,22 +4,12 @@ import keras
 from keras import ops
 
 
-def settable_learning_rate(model, caller):
-    """Returns `(optimizer, lr_variable)` for a callback that sets the LR per batch.
+def learning_rate_variable(model, caller):
+    """Returns `(optimizer, lr_variable)`, unwrapping `LossScaleOptimizer`.
 
-    Unwraps `LossScaleOptimizer`. Raises a `ValueError` that says what to do
-    instead when the LR cannot be set exactly before every step.
+    Raises a `ValueError` that says what to do instead when the optimizer was
+    built with a schedule or a callable, whose LR nothing else may drive.
     """
-    steps_per_execution = getattr(model, "steps_per_execution", 1) or 1
-    if steps_per_execution > 1:
-        raise ValueError(
-            f"{caller} sets the LR between batches, but with "
-            f"steps_per_execution={steps_per_execution} Keras runs several steps "
-            "per batch call, which would hold one LR for all of them. Pass the "
-            "schedule to the optimizer instead "
-            "(`keras.optimizers.SGD(learning_rate=schedule)`), or compile with "
-            "steps_per_execution=1."
-        )
     optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
     learning_rate = optimizer.learning_rate
     if not isinstance(learning_rate, keras.Variable):
@@ -35,6 +25,18 @@ def settable_learning_rate(model, caller):
     return optimizer, learning_rate
 
 
+def refuse_multi_step_execution(model, caller):
+    """Raises when Keras runs several steps per batch call (`steps_per_execution`)."""
+    steps_per_execution = getattr(model, "steps_per_execution", 1) or 1
+    if steps_per_execution > 1:
+        raise ValueError(
+            f"{caller} records one row per step, but with "
+            f"steps_per_execution={steps_per_execution} Keras reports only every "
+            f"{steps_per_execution}th step to callbacks. Compile with "
+            "steps_per_execution=1 for the range test."
+        )
+
+
 def current_step(model):
     """The optimizer's update count as a Python int (the schedule's step).
 
@@ -43,3 +45,9 @@ def current_step(model):
     """
     optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
     return int(ops.convert_to_numpy(optimizer.iterations))
+
+
+def raw_step(model):
+    """The optimizer's batch count: `iterations` times the accumulation steps."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    return int(ops.convert_to_numpy(getattr(optimizer, "_iterations", optimizer.iterations)))

@@ -1,22 +1,30 @@
-"""`CyclicLR`: drives an optimizer's learning rate (and momentum) batch by batch."""
+"""`CyclicLR`: drives an optimizer's learning rate (and momentum) from a schedule."""
+
+import functools
 
 import keras
+import numpy as np
 import pandas as pd
 from keras import ops
 
 from keras_clr import _checks
-from keras_clr._live_momentum import MomentumWriter
-from keras_clr._optimizer import current_step, settable_learning_rate
+from keras_clr._in_graph import InstalledSchedule
+from keras_clr._optimizer import current_step, learning_rate_variable, raw_step
 from keras_clr.schedules import CyclicalLearningRate, serialize_scale_fn
 
 
 class CyclicLR(keras.callbacks.Callback):
-    """Sets the optimizer's learning rate from a schedule before every step.
+    """Drives the optimizer's learning rate (and momentum) from a schedule.
 
-    Before optimizer step `t` (read from `optimizer.iterations`, never from a
-    private counter) the learning rate becomes `schedule(t)`, so a second
+    Optimizer update `t` uses `schedule(t)`, with `t` read from
+    `optimizer.iterations` (never from a private counter), so a second
     `fit`, `initial_epoch` and a run resumed by `BackupAndRestore` continue
-    the cycle exactly where it was. Pass any Keras `LearningRateSchedule`, or
+    the cycle exactly where it was. For the duration of `fit` the optimizer
+    computes the schedule inside its compiled step, so there is no per-batch
+    write: the cost per step is that of the schedule in the optimizer, and
+    every step inside a `steps_per_execution` call gets its own LR. At train
+    end the optimizer's LR variable (and momentum) hold the last values used,
+    and its config and variables are as they were. Pass any Keras `LearningRateSchedule`, or
     the arguments of `CyclicalLearningRate` with the names of the classic
     Keras `CyclicLR` callback (old scripts port by changing one import).
 
@@ -26,10 +34,9 @@ class CyclicLR(keras.callbacks.Callback):
     momentum) go into `logs` and into `callback.history`.
 
     The schedule can instead be given to the optimizer itself
-    (`SGD(learning_rate=schedule)`): no callback, no per-batch work, and it
-    also works with `steps_per_execution > 1`. Use the callback when you need
-    momentum cycling, LR logging, or an optimizer whose LR stays a plain
-    float outside this `fit`.
+    (`SGD(learning_rate=schedule)`). Use the callback when you need momentum
+    cycling, LR logging, or an optimizer whose LR stays a plain float
+    outside this `fit` (and in the saved model).
 
     Args:
         schedule: A `keras.optimizers.schedules.LearningRateSchedule`. Give
@@ -53,7 +60,7 @@ class CyclicLR(keras.callbacks.Callback):
 
     Raises:
         ValueError: Bad arguments; at train begin, an optimizer built with a
-            schedule, or `steps_per_execution > 1`.
+            schedule (or, to cycle momentum, built with `momentum=0`).
         TypeError: An argument of the wrong type.
 
     Examples:
@@ -120,7 +127,11 @@ class CyclicLR(keras.callbacks.Callback):
             schedule, base_momentum, max_momentum
         )
         self.verbose = verbose
-        self._rows = []
+        self._steps = np.arange(0)
+
+    # on_train_batch_end only copies host-computed values into that batch's
+    # logs, so Keras may run it on its callback thread without waiting.
+    async_safe = True
 
     @property
     def cycles_momentum(self):
@@ -129,51 +140,69 @@ class CyclicLR(keras.callbacks.Callback):
 
     @property
     def history(self):
-        """One row per optimizer step of the last `fit`: step, learning_rate
+        """One row per optimizer update of the last `fit`: step, learning_rate
         and, when cycled, momentum."""
-        columns = ["step", "learning_rate"] + (["momentum"] if self.cycles_momentum else [])
-        return pd.DataFrame(self._rows, columns=columns)
-
-    def on_train_begin(self, logs=None):
-        self._rows = []
-        self._optimizer, self._lr_variable = settable_learning_rate(self.model, "CyclicLR")
-        self._lr_at = _host_lr(self.schedule)
-        self._momentum = None
+        history = pd.DataFrame({"step": self._steps, "learning_rate": _host_lrs(
+            self.schedule, self._steps)})
         if self.cycles_momentum:
-            first = self._momentum_at(current_step(self.model))
-            self._momentum = MomentumWriter(self.model, self._optimizer, first)
+            history["momentum"] = self._momentum_at(self._steps)
+        return history
 
     def _momentum_at(self, step):
-        values = self.schedule.momentum_values(step, self.base_momentum, self.max_momentum)
-        return float(values)
+        return self.schedule.momentum_values(step, self.base_momentum, self.max_momentum)
+
+    def on_train_begin(self, logs=None):
+        optimizer, _ = learning_rate_variable(self.model, "CyclicLR")
+        self._accumulation = optimizer.gradient_accumulation_steps or 1
+        momentum_fn = first_momentum = None
+        if self.cycles_momentum:
+            momentum_fn = functools.partial(self.schedule.momentum,
+                                            base_momentum=self.base_momentum,
+                                            max_momentum=self.max_momentum)
+            first_momentum = float(self._momentum_at(current_step(self.model)))
+        self._installed = InstalledSchedule(self.model, optimizer, self.schedule, momentum_fn,
+                                            first_momentum)
+        self._first_step = None  # read at the first epoch begin, after any restore
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_first_batch = raw_step(self.model)
+        if self._first_step is None:
+            self._first_step = current_step(self.model)
+
+    def _step_of_batch(self, batch):
+        """The update made by this epoch's batch `batch` (Keras passes the last
+        batch of a `steps_per_execution` call)."""
+        return (self._epoch_first_batch + batch) // self._accumulation
 
     def on_train_batch_begin(self, batch, logs=None):
-        step = current_step(self.model)
-        row = [step, self._lr_at(step)]
-        self._lr_variable.assign(row[1])
-        if self._momentum is not None:
-            row.append(self._momentum_at(step))
-            self._momentum.set(row[2])
-        self._rows.append(row)
+        if self.cycles_momentum and self._installed.eager_momentum:
+            self._installed.set_momentum(self._momentum_at(current_step(self.model)))
 
-    def _add_to_logs(self, logs):
-        if logs is not None and self._rows:
-            logs["learning_rate"] = self._rows[-1][1]
-            if self._momentum is not None:
-                logs["momentum"] = self._rows[-1][2]
+    def _add_to_logs(self, logs, step):
+        if logs is not None:
+            logs["learning_rate"] = float(_host_lrs(self.schedule, step))
+            if self.cycles_momentum:
+                logs["momentum"] = float(self._momentum_at(step))
 
     def on_train_batch_end(self, batch, logs=None):
-        self._add_to_logs(logs)
+        # From the batch count; a LossScaleOptimizer's skipped steps make these
+        # batch logs run ahead until the next epoch begins (the updates and
+        # `history` stay exact).
+        self._add_to_logs(logs, self._step_of_batch(batch))
 
     def on_epoch_end(self, epoch, logs=None):
-        self._add_to_logs(logs)
-        if self.verbose and self._rows:
-            print(f"\nEpoch {epoch + 1}: CyclicLR learning_rate={self._rows[-1][1]:.6g}")
+        last = max(current_step(self.model) - 1, 0)
+        self._add_to_logs(logs, last)
+        if self.verbose and logs is not None:
+            print(f"\nEpoch {epoch + 1}: CyclicLR learning_rate={logs['learning_rate']:.6g}")
 
     def on_train_end(self, logs=None):
-        if self._momentum is not None:
-            self._momentum.restore()
-            self._momentum = None
+        end = current_step(self.model)
+        first = end if self._first_step is None else self._first_step
+        self._steps = np.arange(first, end)
+        last = max(end - 1, first)
+        momentum = float(self._momentum_at(last)) if self.cycles_momentum else None
+        self._installed.remove(float(_host_lrs(self.schedule, last)), momentum)
 
 
 class _UnsavedCyclicalLearningRate(CyclicalLearningRate):
@@ -190,11 +219,11 @@ def _is_registered(scale_fn):
     return True
 
 
-def _host_lr(schedule):
-    """A cheap `step -> float` for the schedule: NumPy math where we have it."""
+def _host_lrs(schedule, steps):
+    """The schedule's LRs for a step or an array of steps, as float64 NumPy."""
     if hasattr(schedule, "values"):
-        return lambda step: float(schedule.values(step))
-    return lambda step: float(ops.convert_to_numpy(schedule(step)))
+        return schedule.values(steps)
+    return np.asarray(ops.convert_to_numpy(schedule(np.asarray(steps))), dtype="float64")
 
 
 def _check_momenta(schedule, base_momentum, max_momentum):

@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 
 from keras_clr import _checks, bounds
-from keras_clr._optimizer import current_step, settable_learning_rate
+from keras_clr._in_graph import InstalledSchedule
+from keras_clr._optimizer import (
+    current_step,
+    learning_rate_variable,
+    refuse_multi_step_execution,
+)
 from keras_clr.schedules import CyclicalLearningRate
 
 SWEEP_MODES = ("linear", "exponential")
@@ -42,6 +47,19 @@ def sweep_learning_rates(start_lr, end_lr, num_steps, mode="linear"):
     if mode == "exponential":
         return start_lr * (end_lr / start_lr) ** fraction
     return start_lr + (end_lr - start_lr) * fraction
+
+
+def _sweep_fn(start_lr, end_lr, num_steps, mode, first_step):
+    """`sweep_learning_rates` as a function of the optimizer step, in `keras.ops`."""
+
+    def learning_rate(step):
+        index = keras.ops.cast(step - first_step, keras.backend.floatx())
+        fraction = keras.ops.minimum(index, num_steps - 1) / (num_steps - 1)
+        if mode == "exponential":
+            return start_lr * keras.ops.exp(math.log(end_lr / start_lr) * fraction)
+        return start_lr + (end_lr - start_lr) * fraction
+
+    return learning_rate
 
 
 class RangeTestResult:
@@ -256,7 +274,8 @@ class RangeTestCallback(keras.callbacks.Callback):
                                self._num_steps, self._stop_reason)
 
     def on_train_begin(self, logs=None):
-        _, self._lr_variable = settable_learning_rate(self.model, "RangeTestCallback")
+        refuse_multi_step_execution(self.model, "RangeTestCallback")
+        optimizer, _ = learning_rate_variable(self.model, "RangeTestCallback")
         num_steps = self.num_steps
         if num_steps is None:
             steps, epochs = self.params.get("steps"), self.params.get("epochs")
@@ -269,6 +288,8 @@ class RangeTestCallback(keras.callbacks.Callback):
         self._lrs = sweep_learning_rates(self.start_lr, self.end_lr, num_steps, self.mode)
         self._num_steps, self._stop_reason = num_steps, "fit ended"
         self._first_step = current_step(self.model)
+        self._installed = InstalledSchedule(self.model, optimizer, _sweep_fn(
+            self.start_lr, self.end_lr, num_steps, self.mode, self._first_step))
         self._rows = []
         self._smoothed_loss, self._best_loss = 0.0, math.inf
         # An EMA as wide as the bounds' moving average (~5% of the sweep): a
@@ -277,10 +298,8 @@ class RangeTestCallback(keras.callbacks.Callback):
         self._beta = 1.0 - 2.0 / (bounds.default_window(num_steps) + 1)
 
     def on_train_batch_begin(self, batch, logs=None):
-        index = current_step(self.model) - self._first_step
-        self._lr_variable.assign(self._lrs[min(index, len(self._lrs) - 1)])
+        self._index = min(current_step(self.model) - self._first_step, len(self._lrs) - 1)
         self.model.reset_metrics()
-        self._index = index
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -296,6 +315,16 @@ class RangeTestCallback(keras.callbacks.Callback):
         if reason is not None:
             self._stop_reason = reason
             self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.remove_sweep()
+
+    def remove_sweep(self):
+        """Gives the optimizer back its plain LR (the sweep's last). Idempotent."""
+        installed, self._installed = getattr(self, "_installed", None), None
+        if installed is not None:
+            last = self._rows[-1]["learning_rate"] if self._rows else self.start_lr
+            installed.remove(last)
 
     def _evaluate(self):
         data = self.validation_data
@@ -392,7 +421,8 @@ def lr_range_test(
         start_lr, end_lr, num_steps=num_steps, mode=mode, stop_factor=stop_factor,
         validation_data=validation_data, eval_every=eval_every,
     )
-    settable_learning_rate(model, "lr_range_test")
+    refuse_multi_step_execution(model, "lr_range_test")
+    learning_rate_variable(model, "lr_range_test")
     fit_kwargs.setdefault("verbose", 0)
     fit_kwargs["callbacks"] = [sweep, *(fit_kwargs.get("callbacks") or [])]
     if not model.optimizer.built:
@@ -401,6 +431,7 @@ def lr_range_test(
     try:
         model.fit(x, y, epochs=epochs, **fit_kwargs)
     finally:
+        sweep.remove_sweep()  # Keras skips on_train_end when fit raises
         for variable, value in saved:
             variable.assign(value)
         model.stop_training = False

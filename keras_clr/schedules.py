@@ -31,7 +31,6 @@ _HOST_OPS = types.SimpleNamespace(
     where=np.where,
     minimum=np.minimum,
     mod=np.mod,
-    floor_divide=np.floor_divide,
     power=np.power,
     exp=np.exp,
     cos=np.cos,
@@ -46,7 +45,6 @@ def _graph_ops():
         where=ops.where,
         minimum=ops.minimum,
         mod=ops.mod,
-        floor_divide=ops.floor_divide,
         power=ops.power,
         exp=ops.exp,
         cos=ops.cos,
@@ -62,6 +60,12 @@ class _StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         return self._curve(_graph_ops(), step, *self._lr_levels())
+
+    def momentum(self, step, base_momentum, max_momentum):
+        """Momentum cycled inversely to the LR at `step`, as a tensor (see
+        `momentum_values`)."""
+        levels = self._momentum_levels(base_momentum, max_momentum)
+        return self._curve(_graph_ops(), step, *levels)
 
     def values(self, steps):
         """Learning rates for a step or an array of steps, as float64 NumPy.
@@ -218,8 +222,9 @@ class CyclicalLearningRate(_StepSchedule):
     def _scale(self, xp, step, period):
         if self.mode == "triangular" and self.scale_fn is None:
             return 1.0
-        # Keras' torch backend returns int32 from floor_divide: cast back before use.
-        cycle_index = xp.cast(xp.floor_divide(step, period), "int64")  # 0-based
+        # The tensor's own `//` keeps int64 on every backend (Keras' torch
+        # `ops.floor_divide` returns int32, which wraps past 2**31 cycles).
+        cycle_index = step // period  # 0-based
         if self.scale_fn is not None:
             x = cycle_index + 1 if self.scale_mode == "cycle" else step
             return xp.cast(self.scale_fn(xp.cast(x, xp.float)), xp.float)

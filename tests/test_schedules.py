@@ -220,6 +220,8 @@ def test_momentum_mirrors_the_lr():
 def test_graph_and_host_paths_agree(base, span, up, down, mode, start):
     gamma = 0.999 if mode == "exp_range" else 1.0
     schedule = CyclicalLearningRate(base, base + span, up, mode, gamma, step_size_down=down)
+    if keras.backend.backend() == "jax":
+        start %= 2**31 - 1000  # JAX counts steps in int32
     steps = start + np.arange(0, 4 * (up + down), 3)
     if mode == "exp_range":
         steps = steps % 5000  # gamma**step underflows to 0 beyond that: nothing to compare
@@ -360,7 +362,7 @@ def test_a_callbacks_schedule_moved_into_an_optimizer_saves_and_loads(tmp_path):
     model = probe_model(keras.optimizers.SGD(learning_rate=schedule))
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
-    assert loaded.optimizer.learning_rate.numpy() == pytest.approx(0.01)
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(0.01)
     assert type(loaded.optimizer._learning_rate) is CyclicalLearningRate
 
 
