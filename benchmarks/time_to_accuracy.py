@@ -1,0 +1,254 @@
+"""Time to accuracy: fixed LR, step decay and keras-clr policies, same budget.
+
+    python benchmarks/time_to_accuracy.py [--tasks mnist1d,digits] [--seeds 5] [--out DIR]
+
+The paper's Table 1 in miniature. For each task, optimizer (Adam; SGD with
+momentum 0.9) and seed:
+- fixed LR: each point of a 5-point log grid is a full run; the best final
+  validation accuracy picks the LR (the grid's total steps are its tuning cost);
+- step decay: the chosen fixed LR, divided by 10 at 50% and 75% of the budget;
+- keras-clr: `lr_range_test` with its default rule picks the bounds (its steps
+  count as tuning cost), then triangular, triangular2, exp_range and 1cycle
+  (with momentum / beta_1 cycled 0.95 -> 0.85) train for the same budget,
+  half a cycle every `budget / 12` steps so the budget ends at a cycle end.
+Test accuracy is measured at every epoch end (as Keras' validation pass on
+the test split; the validation split is only read to pick the fixed LR).
+"steps to target" is the first epoch end whose test accuracy reaches the best
+fixed LR's final test accuracy (same seed), plus the range test's steps for
+keras-clr policies.
+"""
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pandas as pd
+
+from keras_clr import CyclicalLearningRate, CyclicLR, OneCycle, lr_range_test
+from keras_clr.demo import load_digits_splits
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    name: str
+    epochs: int
+    batch_size: int
+    grids: dict  # optimizer -> fixed-LR grid
+    sweep: dict  # optimizer -> (start_lr, end_lr) of the range test
+
+
+TASKS = {
+    "mnist1d": Task("mnist1d", 48, 100,
+                    {"adam": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "sgd": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)},
+                    {"adam": (1e-5, 1.0), "sgd": (1e-4, 10.0)}),
+    "digits": Task("digits", 40, 32,
+                   {"adam": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "sgd": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)},
+                   {"adam": (1e-5, 1.0), "sgd": (1e-4, 10.0)}),
+}
+CLR_POLICIES = ("triangular", "triangular2", "exp_range", "1cycle")
+
+
+def load(task, seed):
+    """(train, val, test) arrays; mnist1d is generated locally, never downloaded."""
+    if task == "digits":
+        data = load_digits_splits(seed)
+        return data["train"], data["val"], data["test"]
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    data = make_dataset(get_dataset_args())  # 4000 train / 1000 test, fixed generator seed
+    x, y = data["x"][..., None].astype("float32"), data["y"].astype("int32")
+    order = np.random.default_rng(seed).permutation(len(x))
+    val, train = order[:500], order[500:]
+    test = (data["x_test"][..., None].astype("float32"), data["y_test"].astype("int32"))
+    return (x[train], y[train]), (x[val], y[val]), test
+
+
+def build(task, optimizer_name, learning_rate, seed, momentum=0.9):
+    keras.utils.set_random_seed(seed)
+    if task == "digits":
+        layers = [keras.Input((64,)), keras.layers.Dense(64, activation="relu")]
+    else:  # the MNIST-1D paper's small CNN
+        layers = [keras.Input((40, 1))] + [
+            keras.layers.Conv1D(25, 5, strides=2, padding="same", activation="relu")
+            for _ in range(3)
+        ] + [keras.layers.Flatten()]
+    model = keras.Sequential([*layers, keras.layers.Dense(10)])
+    if optimizer_name == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate, beta_1=momentum)
+    else:
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum)
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def train(model, data, task, callbacks=()):
+    """Test accuracy at every epoch end (Keras' own validation pass, cheap), the
+    final validation accuracy (for picking the fixed LR) and wall seconds."""
+    train_data, val, test = data
+    start = time.perf_counter()
+    history = model.fit(*train_data, batch_size=task.batch_size, epochs=task.epochs,
+                        validation_data=test, verbose=0, callbacks=list(callbacks))
+    seconds = time.perf_counter() - start
+    return {"val": model.evaluate(*val, verbose=0, return_dict=True)["accuracy"],
+            "test": np.array(history.history["val_accuracy"]), "seconds": seconds}
+
+
+def run(task, optimizer_name, seed, log):
+    data = load(task.name, seed)
+    steps_per_epoch = -(-len(data[0][0]) // task.batch_size)
+    budget = task.epochs * steps_per_epoch
+    runs = {}
+    grid = {lr: train(build(task.name, optimizer_name, lr, seed), data, task)
+            for lr in task.grids[optimizer_name]}
+    best = max(grid, key=lambda lr: grid[lr]["val"])
+    runs["fixed"] = dict(grid[best], setting=f"{best:g}", tuning=len(grid) * budget)
+    decay = keras.optimizers.schedules.PiecewiseConstantDecay(
+        [budget // 2, 3 * budget // 4], [best, best / 10, best / 100])
+    runs["step decay"] = dict(train(build(task.name, optimizer_name, decay, seed), data, task),
+                              setting=f"{best:g} /10 /100", tuning=len(grid) * budget)
+    start_lr, end_lr = task.sweep[optimizer_name]
+    sweep = lr_range_test(build(task.name, optimizer_name, 1e-3, seed), *data[0],
+                          start_lr=start_lr, end_lr=end_lr, mode="exponential",
+                          epochs=max(2, task.epochs // 8), batch_size=task.batch_size,
+                          validation_data=data[1], eval_every=10)
+    bounds = sweep.suggest_bounds()
+    cost = len(sweep.history)
+    step_size = budget // 12
+    for policy in CLR_POLICIES:
+        callbacks, momentum = [], 0.9
+        if policy == "1cycle":
+            schedule = OneCycle(bounds.max_lr, budget, div_factor=bounds.max_lr / bounds.base_lr)
+            callbacks, momentum = [CyclicLR(schedule, base_momentum=0.85, max_momentum=0.95)], 0.95
+            model = build(task.name, optimizer_name, schedule.initial_lr, seed, momentum)
+        else:
+            gamma = 0.1 ** (1 / budget) if policy == "exp_range" else 1.0  # amplitude /10
+            schedule = CyclicalLearningRate(bounds.base_lr, bounds.max_lr, step_size, policy,
+                                            gamma)
+            model = build(task.name, optimizer_name, schedule, seed)
+        runs[policy] = dict(train(model, data, task, callbacks), tuning=cost,
+                            setting=f"{bounds.base_lr:.3g}-{bounds.max_lr:.3g}")
+    target = runs["fixed"]["test"][-1]
+    rows = []
+    for policy, result in runs.items():
+        reached = np.nonzero(result["test"] >= target - 1e-9)[0]
+        extra = cost if policy in CLR_POLICIES else 0
+        rows.append({"task": task.name, "optimizer": optimizer_name, "seed": seed,
+                     "policy": policy, "setting": result["setting"],
+                     "steps_to_target": (reached[0] + 1) * steps_per_epoch + extra
+                     if len(reached) else np.nan,
+                     "final_test": result["test"][-1], "best_test": result["test"].max(),
+                     "seconds": result["seconds"], "tuning_steps": result["tuning"],
+                     "budget": budget, "curve": result["test"].tolist(),
+                     "steps_per_epoch": steps_per_epoch})
+    log(f"  {task.name}/{optimizer_name}/seed {seed}: target {target:.4f}, bounds "
+        f"{bounds.base_lr:.3g}-{bounds.max_lr:.3g} ({bounds.method} on {bounds.metric})")
+    return rows, sweep
+
+
+def summarize(frame):
+    """Mean ± std over seeds, per task, optimizer and policy, as Markdown."""
+    out = []
+    for (task, optimizer), group in frame.groupby(["task", "optimizer"], sort=False):
+        budget = int(group["budget"].iloc[0])
+        lines = [f"**{task}, {optimizer}** ({group['seed'].nunique()} seeds, budget {budget} "
+                 "steps; mean ± std over seeds)", "",
+                 "| policy | LR / bounds (seed 0) | steps to target | reached | final test acc "
+                 "| best test acc | tuning steps | wall s |", "|---|---|---|---|---|---|---|---|"]
+        for policy, rows in group.groupby("policy", sort=False):
+            steps = rows["steps_to_target"]
+            reached = f"{steps.notna().sum()}/{len(rows)}"
+            steps_text = (f"{steps.mean():.0f} ± {steps.std(ddof=0):.0f}" if steps.notna().any()
+                          else "not reached")
+            lines.append(
+                f"| {policy} | {rows['setting'].iloc[0]} | {steps_text} | {reached} "
+                f"| {rows['final_test'].mean():.4f} ± {rows['final_test'].std(ddof=0):.4f} "
+                f"| {rows['best_test'].mean():.4f} ± {rows['best_test'].std(ddof=0):.4f} "
+                f"| {rows['tuning_steps'].mean():.0f} | {rows['seconds'].mean():.1f} |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def check_targets(frame):
+    """The issue's targets, one line each, per task and optimizer."""
+    lines = []
+    for (task, optimizer), group in frame.groupby(["task", "optimizer"], sort=False):
+        mean = group.groupby("policy", sort=False)[["steps_to_target", "final_test",
+                                                     "tuning_steps"]].mean()
+        fixed_steps = mean.loc["fixed", "steps_to_target"]  # to reach its own final accuracy
+        clr = mean.loc[list(CLR_POLICIES)]
+        half = clr[clr["steps_to_target"] <= fixed_steps / 2]
+        accurate = clr[(clr["final_test"] >= mean.loc["fixed", "final_test"])
+                       & (clr["final_test"] >= mean.loc["step decay", "final_test"])]
+        ratio = clr["tuning_steps"].iloc[0] / mean.loc["fixed", "tuning_steps"]
+        lines.append(
+            f"- {task}/{optimizer}: reach target in <= 1/2 the budget: "
+            f"{', '.join(half.index) or 'none'}; final accuracy >= fixed and step decay: "
+            f"{', '.join(accurate.index) or 'none'}; tuning cost ratio {ratio:.3f} "
+            f"({'meets' if ratio <= 0.2 else 'misses'} <= 1/5)")
+    return "\n".join(lines)
+
+
+def plot(frame, sweeps, out):
+    from matplotlib.figure import Figure
+
+    for (task, optimizer), group in frame.groupby(["task", "optimizer"], sort=False):
+        figure = Figure(figsize=(7, 4), layout="constrained")
+        ax = figure.subplots()
+        for policy, rows in group.groupby("policy", sort=False):
+            curves = np.array(rows["curve"].tolist())
+            steps = rows["steps_per_epoch"].iloc[0] * np.arange(1, curves.shape[1] + 1)
+            ax.plot(steps, curves.mean(axis=0), label=policy)
+        ax.set_ylim(max(0.0, group["final_test"].min() - 0.15), 1.0)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("test accuracy (mean over seeds)")
+        ax.set_title(f"{task}, {optimizer}", fontsize=10)
+        ax.legend(fontsize=8)
+        figure.savefig(out / f"tta_{task}_{optimizer}.png", dpi=80)
+        figure = Figure(figsize=(7, 4), layout="constrained")
+        sweeps[(task, optimizer)].plot(ax=figure.subplots())
+        figure.savefig(out / f"range_test_{task}_{optimizer}.png", dpi=80)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="mnist1d,digits")
+    parser.add_argument("--optimizers", default="adam,sgd")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, help="override every task's budget (smoke runs)")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/bench"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, sweeps, started = [], {}, time.perf_counter()
+    for name in args.tasks.split(","):
+        task = TASKS[name]
+        if args.epochs:
+            task = dataclasses.replace(task, epochs=args.epochs)
+        for optimizer_name in args.optimizers.split(","):
+            for seed in range(args.seeds):
+                new_rows, sweep = run(task, optimizer_name, seed, log=print)
+                rows += new_rows
+                sweeps.setdefault((name, optimizer_name), sweep)
+    frame = pd.DataFrame(rows)
+    frame.drop(columns="curve").to_csv(args.out / "time_to_accuracy.csv", index=False)
+    plot(frame, sweeps, args.out)
+    print()
+    print(summarize(frame))
+    print("\nTargets:")
+    print(check_targets(frame))
+    print(f"\n{os.cpu_count()} CPUs, Python {platform.python_version()}, keras "
+          f"{keras.__version__} ({keras.backend.backend()}), total "
+          f"{time.perf_counter() - started:.0f} s; plots in {args.out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
