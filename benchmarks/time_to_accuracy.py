@@ -118,7 +118,7 @@ def run(task, optimizer_name, seed, log):
     start_lr, end_lr = task.sweep[optimizer_name]
     sweep = lr_range_test(build(task.name, optimizer_name, 1e-3, seed), *data[0],
                           start_lr=start_lr, end_lr=end_lr, mode="exponential",
-                          epochs=max(2, task.epochs // 8), batch_size=task.batch_size,
+                          epochs=max(4, task.epochs // 8), batch_size=task.batch_size,
                           validation_data=data[1], eval_every=10)
     bounds = sweep.suggest_bounds()
     cost = len(sweep.history)
