@@ -15,9 +15,9 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def run(*argv):
+def run(*argv, env=ENV):
     result = subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True,
-                            env=ENV, timeout=600)
+                            env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -30,8 +30,11 @@ def test_overhead_smoke():
 
 
 def test_time_to_accuracy_smoke(tmp_path):
+    # Pinned to TensorFlow: at this tiny budget, whether the range test finds
+    # bounds depends on the backend's numerics, and this test checks the script.
     out = run(BENCHMARKS / "time_to_accuracy.py", "--tasks", "mnist1d,digits", "--optimizers",
-              "sgd", "--seeds", "1", "--epochs", "1", "--out", tmp_path)
+              "sgd", "--seeds", "1", "--epochs", "1", "--out", tmp_path,
+              env={**ENV, "KERAS_BACKEND": "tensorflow"})
     assert "**mnist1d, sgd**" in out and "Targets:" in out
     frame = pd.read_csv(tmp_path / "time_to_accuracy.csv")
     assert set(frame["policy"]) == {"fixed", "step decay", "triangular", "triangular2",
