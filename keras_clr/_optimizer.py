@@ -4,13 +4,18 @@ import keras
 from keras import ops
 
 
+def inner_optimizer(model):
+    """The optimizer that applies the updates (inside a `LossScaleOptimizer`)."""
+    return getattr(model.optimizer, "inner_optimizer", model.optimizer)
+
+
 def learning_rate_variable(model, caller):
     """Returns `(optimizer, lr_variable)`, unwrapping `LossScaleOptimizer`.
 
     Raises a `ValueError` that says what to do instead when the optimizer was
     built with a schedule or a callable, whose LR nothing else may drive.
     """
-    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    optimizer = inner_optimizer(model)
     learning_rate = optimizer.learning_rate
     if not isinstance(learning_rate, keras.Variable):
         # Name what the optimizer was built with (the property evaluates it).
@@ -43,11 +48,11 @@ def current_step(model):
     Pass `Callback.model`: on JAX, reading it syncs the training state into
     the model's variables, without which they read as empty mid-epoch.
     """
-    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    optimizer = inner_optimizer(model)
     return int(ops.convert_to_numpy(optimizer.iterations))
 
 
 def raw_step(model):
     """The optimizer's batch count: `iterations` times the accumulation steps."""
-    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    optimizer = inner_optimizer(model)
     return int(ops.convert_to_numpy(getattr(optimizer, "_iterations", optimizer.iterations)))

@@ -43,9 +43,13 @@ def sweep_learning_rates(start_lr, end_lr, num_steps, mode="linear"):
         >>> sweep_learning_rates(1e-4, 1.0, 5, "exponential").round(6).tolist()
         [0.0001, 0.001, 0.01, 0.1, 1.0]
     """
-    fraction = np.arange(num_steps) / (num_steps - 1)
+    return _sweep(np, np.arange(num_steps) / (num_steps - 1), start_lr, end_lr, mode)
+
+
+def _sweep(xp, fraction, start_lr, end_lr, mode):
+    """The sweep's LR at `fraction` (0 to 1) of the way, over NumPy or `keras.ops`."""
     if mode == "exponential":
-        return start_lr * (end_lr / start_lr) ** fraction
+        return start_lr * xp.exp(math.log(end_lr / start_lr) * fraction)
     return start_lr + (end_lr - start_lr) * fraction
 
 
@@ -55,9 +59,7 @@ def _sweep_fn(start_lr, end_lr, num_steps, mode, first_step):
     def learning_rate(step):
         index = keras.ops.cast(step - first_step, keras.backend.floatx())
         fraction = keras.ops.minimum(index, num_steps - 1) / (num_steps - 1)
-        if mode == "exponential":
-            return start_lr * keras.ops.exp(math.log(end_lr / start_lr) * fraction)
-        return start_lr + (end_lr - start_lr) * fraction
+        return _sweep(keras.ops, fraction, start_lr, end_lr, mode)
 
     return learning_rate
 
