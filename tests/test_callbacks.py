@@ -82,6 +82,27 @@ def test_through_loss_scale_optimizer():
     recorder.assert_learning_rates(schedule.values(np.arange(12)))
 
 
+@pytest.mark.parametrize("route", ["callback", "optimizer"])
+def test_an_overflow_step_skipped_by_loss_scaling_does_not_advance_the_schedule(route):
+    schedule = CyclicalLearningRate(1.0, 5.0, 4)
+    inner = keras.optimizers.SGD(0.5 if route == "callback" else schedule)
+    optimizer = keras.optimizers.LossScaleOptimizer(inner)
+    callbacks = [CyclicLR(schedule)] if route == "callback" else []
+    x, y = probe_data(10)
+    x[12:16] = np.inf  # batch 3: non-finite gradient, so no update
+    recorder = WeightRecorder()
+    probe_model(optimizer).fit(x, y, batch_size=4, shuffle=False, verbose=0,
+                               callbacks=[*callbacks, recorder])
+    # Update t uses schedule(t); the skipped batch applies nothing and the
+    # next batch is update 3.
+    expected = [1, 2, 3, 0, 4, 5, 4, 3, 2, 1]
+    recorder.assert_learning_rates(expected)
+    assert int(inner.iterations.numpy()) == 9
+    assert float(optimizer.dynamic_scale.numpy()) == 2.0**14, "the scale halved once"
+    if callbacks:
+        assert callbacks[0].history["step"].tolist() == list(range(9))
+
+
 def test_gradient_accumulation_follows_the_update_count():
     schedule = CyclicalLearningRate(0.1, 0.5, 2)
     model = probe_model(keras.optimizers.SGD(0.1, gradient_accumulation_steps=2))

@@ -301,6 +301,20 @@ def test_optimizer_step_t_uses_schedule_t(schedule):
     recorder.assert_learning_rates(schedule.values(np.arange(20)))
 
 
+def test_under_gradient_accumulation_keras_evaluates_at_the_batch_count():
+    # Documented in docs/mixed-precision-and-distribution.md: Keras calls the
+    # schedule with its batch counter, so update u (batches u*k .. u*k+k-1)
+    # uses schedule(u*k + k - 1); the CyclicLR callback uses schedule(u).
+    schedule, k = CyclicalLearningRate(1.0, 5.0, 4), 2
+    model = probe_model(keras.optimizers.SGD(schedule, gradient_accumulation_steps=k))
+    recorder = WeightRecorder()
+    model.fit(*probe_data(16), batch_size=4, shuffle=False, verbose=0, callbacks=[recorder])
+    np.testing.assert_array_equal(recorder.deltas[0::k], 0.0, "no update mid-group")
+    applied = -recorder.deltas[k - 1::k]
+    np.testing.assert_allclose(applied, schedule.values(np.arange(8) * k + k - 1))
+    assert applied.tolist() == [2, 4, 4, 2, 2, 4, 4, 2]
+
+
 # ---------------------------------------------------------------------------
 # Serialization
 
