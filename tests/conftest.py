@@ -33,6 +33,15 @@ def probe_data(steps, batch_size=4):
     return x, np.zeros_like(x)
 
 
+def sgd_momentum_deltas(lrs, momenta):
+    """Keras SGD with constant gradient 1: v = m * v - lr; w += v."""
+    velocity, deltas = 0.0, []
+    for lr, momentum in zip(lrs, momenta):
+        velocity = momentum * velocity - lr
+        deltas.append(velocity)
+    return np.array(deltas)
+
+
 class WeightRecorder(keras.callbacks.Callback):
     """The probe's weight after every step, starting with the weight before."""
 
@@ -52,6 +61,12 @@ class WeightRecorder(keras.callbacks.Callback):
     def assert_learning_rates(self, expected):
         """With plain SGD on the probe, step t moved the weight by -lr_t."""
         np.testing.assert_allclose(-self.deltas, expected, **PROBE_TOLERANCE)
+
+
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("backends")
+    if marker is not None and keras.backend.backend() not in marker.args:
+        pytest.skip(f"runs under the {' and '.join(marker.args)} backend only")
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,13 @@ import pandas as pd
 import pytest
 
 from keras_clr import CyclicalLearningRate, CyclicLR, OneCycle
-from tests.conftest import PROBE_TOLERANCE, WeightRecorder, probe_data, probe_model
+from tests.conftest import (
+    PROBE_TOLERANCE,
+    WeightRecorder,
+    probe_data,
+    probe_model,
+    sgd_momentum_deltas,
+)
 
 
 def fit(model, steps, callbacks, batch_size=4, **kwargs):
@@ -14,15 +20,6 @@ def fit(model, steps, callbacks, batch_size=4, **kwargs):
         callbacks=[*callbacks, recorder], **kwargs,
     )
     return recorder, history
-
-
-def sgd_momentum_deltas(lrs, momenta):
-    """Keras SGD with constant gradient 1: v = m * v - lr; w += v."""
-    velocity, deltas = 0.0, []
-    for lr, momentum in zip(lrs, momenta):
-        velocity = momentum * velocity - lr
-        deltas.append(velocity)
-    return np.array(deltas)
 
 
 def test_each_step_uses_the_schedules_lr():
@@ -113,8 +110,7 @@ def test_gradient_accumulation_follows_the_update_count():
     np.testing.assert_allclose(applied, schedule.values(np.arange(4)), **PROBE_TOLERANCE)
 
 
-@pytest.mark.skipif(keras.backend.backend() == "torch",
-                    reason="Keras' torch backend itself refuses steps_per_execution > 1")
+@pytest.mark.backends("tensorflow", "jax")  # Keras' torch backend refuses steps_per_execution > 1
 def test_every_step_of_a_multi_step_execution_gets_its_own_lr():
     schedule = CyclicalLearningRate(0.1, 0.9, 3, mode="triangular2")
     model = probe_model(keras.optimizers.SGD(0.1), steps_per_execution=4)

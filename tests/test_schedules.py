@@ -302,7 +302,7 @@ def test_optimizer_step_t_uses_schedule_t(schedule):
 
 
 def test_under_gradient_accumulation_keras_evaluates_at_the_batch_count():
-    # Documented in docs/mixed-precision-and-distribution.md: Keras calls the
+    # Documented in docs/distributed.md: Keras calls the
     # schedule with its batch counter, so update u (batches u*k .. u*k+k-1)
     # uses schedule(u*k + k - 1); the CyclicLR callback uses schedule(u).
     schedule, k = CyclicalLearningRate(1.0, 5.0, 4), 2
