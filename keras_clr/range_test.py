@@ -183,6 +183,37 @@ class RangeTestResult:
         )
 
 
+def _reset_metrics_in_each_step(model):
+    """Shadows `model.train_step` so that each step starts from fresh metrics.
+
+    The logs of every batch then hold that batch's own loss and metrics (of
+    any kind, sample weights included), for nothing measurable per step.
+    Resetting the metrics from the host before each batch instead costs two
+    eager writes per metric on TensorFlow and a sync of the whole training
+    state on JAX. `del model.train_step` removes the shadow.
+    """
+    train_step = model.train_step
+    if keras.backend.backend() == "jax":  # a stateless step: metrics are in `state`
+
+        def step(state, data):
+            *others, metrics_values = state
+            mapping = list(zip(model.metrics_variables, metrics_values))
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                model.reset_metrics()
+            fresh = []
+            for variable, value in mapping:
+                reset = scope.get_current_value(variable)
+                fresh.append(value if reset is None else reset)
+            return train_step((*others, fresh), data)
+    else:
+
+        def step(data):
+            model.reset_metrics()
+            return train_step(data)
+
+    model.train_step = step
+
+
 def _is_accuracy(metric):
     return metric.removeprefix("val_") in ACCURACY_METRICS
 
@@ -195,9 +226,10 @@ class RangeTestCallback(keras.callbacks.Callback):
     (`"linear"`, as in Smith 2017) or the geometric equivalent
     (`"exponential"`, as fastai). Each row of `history` holds the loss and
     metrics of that batch alone: Keras passes running means since the epoch
-    began to batch hooks, which smear the curve towards higher LRs, so the
-    callback resets the metrics before every batch (the progress bar and
-    epoch logs then show per-batch values too).
+    began to batch hooks, which smear the curve towards higher LRs, so for
+    the duration of `fit` the train step resets the metrics before it
+    updates them (the progress bar and epoch logs then show per-batch values
+    too).
 
     The sweep stops early (`model.stop_training`) when the loss is NaN or
     infinite, or when its exponentially smoothed value (over ~5% of the
@@ -290,6 +322,7 @@ class RangeTestCallback(keras.callbacks.Callback):
         self._lrs = sweep_learning_rates(self.start_lr, self.end_lr, num_steps, self.mode)
         self._num_steps, self._stop_reason = num_steps, "fit ended"
         self._first_step = current_step(self.model)
+        _reset_metrics_in_each_step(self.model)  # traced by the next line
         self._installed = InstalledSchedule(self.model, optimizer, _sweep_fn(
             self.start_lr, self.end_lr, num_steps, self.mode, self._first_step))
         self._rows = []
@@ -301,7 +334,6 @@ class RangeTestCallback(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         self._index = min(current_step(self.model) - self._first_step, len(self._lrs) - 1)
-        self.model.reset_metrics()
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -322,10 +354,12 @@ class RangeTestCallback(keras.callbacks.Callback):
         self.remove_sweep()
 
     def remove_sweep(self):
-        """Gives the optimizer back its plain LR (the sweep's last). Idempotent."""
+        """Gives the optimizer back its plain LR (the sweep's last) and the model
+        its own train step. Idempotent."""
         installed, self._installed = getattr(self, "_installed", None), None
         if installed is not None:
             last = self._rows[-1]["learning_rate"] if self._rows else self.start_lr
+            del self._model.train_step
             installed.remove(last)
 
     def _evaluate(self):

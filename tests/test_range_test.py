@@ -13,7 +13,7 @@ from keras_clr import (
     step_size_for,
 )
 from keras_clr.range_test import sweep_learning_rates
-from tests.conftest import WeightRecorder, probe_data, probe_model
+from tests.conftest import PROBE_TOLERANCE, WeightRecorder, probe_data, probe_model
 
 matplotlib.use("Agg")  # tests only: the package never picks a backend
 
@@ -24,7 +24,7 @@ def digits():
     return (x / 16.0).astype("float32"), y.astype("int32")
 
 
-def mlp(optimizer, stateful_layers=False, **compile_kwargs):
+def mlp(optimizer, stateful_layers=False, metrics=("accuracy",), **compile_kwargs):
     """A small digits classifier; `stateful_layers` adds BatchNorm and Dropout."""
     extra = [keras.layers.BatchNormalization(), keras.layers.Dropout(0.2)]
     model = keras.Sequential(
@@ -38,7 +38,7 @@ def mlp(optimizer, stateful_layers=False, **compile_kwargs):
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+        metrics=list(metrics),
         **compile_kwargs,
     )
     return model
@@ -100,6 +100,43 @@ def test_rows_hold_each_batchs_own_loss_not_running_means(digits):
     )
     running_mean = np.cumsum([e["loss"] for e in expected]) / np.arange(1, 21)
     assert np.abs(result.history["loss"] - running_mean).max() > 0.05, "means would differ"
+
+
+def test_rows_are_per_batch_across_epochs_a_smaller_last_batch_and_any_metric(digits):
+    x, y = digits
+    x, y = x[: 32 * 6 + 10], y[: 32 * 6 + 10]  # 7 batches an epoch, the last of 10
+    weights = np.random.default_rng(0).uniform(0.2, 2.0, len(x)).astype("float32")
+    model = mlp(keras.optimizers.SGD(0.01), metrics=[
+        "accuracy",
+        keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3"),
+        keras.metrics.MeanIoU(10, sparse_y_pred=False, name="iou"),  # not a running mean
+    ])
+    batches = [slice(i, i + 32) for i in range(0, len(x), 32)]
+    expected = [model.evaluate(x[b], y[b], sample_weight=weights[b], batch_size=32,
+                               verbose=0, return_dict=True) for b in batches]
+    sweep = RangeTestCallback(start_lr=1e-12, end_lr=1e-11)  # the weights stay as they are
+    model.fit(x, y, sample_weight=weights, batch_size=32, epochs=2, shuffle=False, verbose=0,
+              callbacks=[sweep])
+    history = sweep.history
+    assert history["step"].tolist() == list(range(14))
+    for name in ("loss", "accuracy", "top3", "iou"):
+        np.testing.assert_allclose(history[name], [e[name] for e in 2 * expected],
+                                   rtol=1e-4, atol=1e-6, err_msg=name)
+    # The epoch logs show the last batch's values; after `fit` the model is its own again.
+    assert model.history.history["loss"][-1] == pytest.approx(expected[-1]["loss"], rel=1e-4)
+    assert "train_step" not in vars(model)
+
+
+def test_while_training_each_row_holds_the_loss_before_its_update():
+    # The probe's loss is its weight, which step t moves by -lr_t: row t's loss is
+    # -(lr_0 + ... + lr_{t-1}). Three epochs of batches of 4, 4 and 2.
+    x = np.ones((10, 1), "float32")
+    sweep = RangeTestCallback(start_lr=0.1, end_lr=0.9, num_steps=9)
+    probe_model(keras.optimizers.SGD(0.01)).fit(x, np.zeros_like(x), batch_size=4, epochs=3,
+                                                shuffle=False, verbose=0, callbacks=[sweep])
+    lrs = np.linspace(0.1, 0.9, 9)
+    np.testing.assert_allclose(sweep.history["loss"], -np.cumsum([0, *lrs[:-1]]),
+                               **PROBE_TOLERANCE)
 
 
 def test_stops_on_divergence_and_keeps_the_rows(digits):
