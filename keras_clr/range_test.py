@@ -17,6 +17,7 @@ from keras_clr._in_graph import InstalledSchedule
 from keras_clr._optimizer import (
     current_step,
     learning_rate_variable,
+    raw_step,
     refuse_multi_step_execution,
 )
 from keras_clr.schedules import CyclicalLearningRate
@@ -322,6 +323,13 @@ class RangeTestCallback(keras.callbacks.Callback):
         self._lrs = sweep_learning_rates(self.start_lr, self.end_lr, num_steps, self.mode)
         self._num_steps, self._stop_reason = num_steps, "fit ended"
         self._first_step = current_step(self.model)
+        # Each batch's step is counted here: reading it from the optimizer
+        # costs an eager op per batch on TensorFlow and a full state sync on
+        # JAX. A LossScaleOptimizer can skip an update (non-finite gradient),
+        # which holds the sweep back, so through one the step is read.
+        self._batches = raw_step(self.model)
+        self._accumulation = optimizer.gradient_accumulation_steps or 1
+        self._reads_step = optimizer is not self.model.optimizer
         _reset_metrics_in_each_step(self.model)  # traced by the next line
         self._installed = InstalledSchedule(self.model, optimizer, _sweep_fn(
             self.start_lr, self.end_lr, num_steps, self.mode, self._first_step))
@@ -333,7 +341,12 @@ class RangeTestCallback(keras.callbacks.Callback):
         self._beta = 1.0 - 2.0 / (bounds.default_window(num_steps) + 1)
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._index = min(current_step(self.model) - self._first_step, len(self._lrs) - 1)
+        if self._reads_step:
+            step = current_step(self.model)
+        else:
+            step = self._batches // self._accumulation
+        self._batches += 1
+        self._index = min(step - self._first_step, len(self._lrs) - 1)
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}

@@ -139,6 +139,36 @@ def test_while_training_each_row_holds_the_loss_before_its_update():
                                **PROBE_TOLERANCE)
 
 
+def test_a_step_skipped_by_loss_scaling_holds_the_sweep_back():
+    x, y = probe_data(16)
+    x[12:16] = 1e35  # batch 3: finite loss, but the scaled gradient overflows: no update
+    sweep = RangeTestCallback(start_lr=0.1, end_lr=1.5, num_steps=15)
+    recorder = WeightRecorder()
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.01))
+    probe_model(optimizer).fit(x, y, batch_size=4, shuffle=False, verbose=0,
+                               callbacks=[sweep, recorder])
+    history = sweep.history
+    assert history["step"].tolist() == [0, 1, 2, 3, *range(3, 15)]
+    assert sweep.result.stop_reason == "finished"
+    applied = np.arange(16) != 3
+    recorder.assert_learning_rates(np.where(applied, history["learning_rate"], 0.0))
+    np.testing.assert_allclose(history["learning_rate"][applied], np.linspace(0.1, 1.5, 15))
+
+
+def test_under_gradient_accumulation_rows_follow_the_update_count():
+    sweep = RangeTestCallback(start_lr=0.1, end_lr=0.8, num_steps=8)
+    recorder = WeightRecorder()
+    model = probe_model(keras.optimizers.SGD(0.01, gradient_accumulation_steps=2))
+    model.fit(*probe_data(16), batch_size=4, shuffle=False, verbose=0,
+              callbacks=[sweep, recorder])
+    history = sweep.history
+    assert history["step"].tolist()[:14] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]
+    np.testing.assert_allclose(history["learning_rate"], np.linspace(0.1, 0.8, 8)[history["step"]])
+    # The second batch of each pair applies the update, with its row's LR.
+    updates = np.arange(len(history)) % 2 == 1
+    recorder.assert_learning_rates(np.where(updates, history["learning_rate"], 0.0))
+
+
 def test_stops_on_divergence_and_keeps_the_rows(digits):
     x, y = digits
     keras.utils.set_random_seed(0)
