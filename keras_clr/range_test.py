@@ -191,8 +191,9 @@ def _reset_metrics_in_each_step(model):
     any kind, sample weights included), for nothing measurable per step.
     Resetting the metrics from the host before each batch instead costs two
     eager writes per metric on TensorFlow and a sync of the whole training
-    state on JAX. `del model.train_step` removes the shadow.
+    state on JAX. Returns a function that puts the model's own step back.
     """
+    own_attribute = model.__dict__.get("train_step")  # one set on the instance, if any
     train_step = model.train_step
     if keras.backend.backend() == "jax":  # a stateless step: metrics are in `state`
 
@@ -213,6 +214,14 @@ def _reset_metrics_in_each_step(model):
             return train_step(data)
 
     model.train_step = step
+
+    def restore():
+        if own_attribute is None:
+            del model.train_step
+        else:
+            model.train_step = own_attribute
+
+    return restore
 
 
 def _is_accuracy(metric):
@@ -310,6 +319,14 @@ class RangeTestCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         refuse_multi_step_execution(self.model, "RangeTestCallback")
+        if keras.config.is_nnx_enabled():
+            # Keras' NNX step calls `type(model).train_step`, past the per-step
+            # metric reset: the rows would silently hold running means.
+            raise ValueError(
+                "RangeTestCallback does not support Keras' NNX mode (it resets the "
+                "metrics inside the train step). Run the range test with NNX disabled. "
+                "Received: keras.config.is_nnx_enabled()=True"
+            )
         optimizer, _ = learning_rate_variable(self.model, "RangeTestCallback")
         num_steps = self.num_steps
         if num_steps is None:
@@ -330,7 +347,7 @@ class RangeTestCallback(keras.callbacks.Callback):
         self._batches = raw_step(self.model)
         self._accumulation = optimizer.gradient_accumulation_steps or 1
         self._reads_step = optimizer is not self.model.optimizer
-        _reset_metrics_in_each_step(self.model)  # traced by the next line
+        self._restore_train_step = _reset_metrics_in_each_step(self.model)  # traced next
         self._installed = InstalledSchedule(self.model, optimizer, _sweep_fn(
             self.start_lr, self.end_lr, num_steps, self.mode, self._first_step))
         self._rows = []
@@ -372,7 +389,7 @@ class RangeTestCallback(keras.callbacks.Callback):
         installed, self._installed = getattr(self, "_installed", None), None
         if installed is not None:
             last = self._rows[-1]["learning_rate"] if self._rows else self.start_lr
-            del self._model.train_step
+            self._restore_train_step()
             installed.remove(last)
 
     def _evaluate(self):

@@ -272,6 +272,34 @@ def test_model_and_optimizer_are_restored_however_the_test_ends(digits, optimize
     model.fit(x[:64], y[:64], batch_size=32, verbose=0)
 
 
+def test_a_train_step_set_on_the_model_itself_is_put_back(digits):
+    x, y = digits
+    model = mlp(keras.optimizers.SGD(0.01))
+    original = model.train_step
+
+    def own_step(*args):  # TF and torch: (data); JAX: (state, data)
+        return original(*args)
+
+    model.train_step = own_step
+    result = lr_range_test(model, x, y, start_lr=1e-4, end_lr=1.0, num_steps=10)
+    assert len(result.history) == 10
+    assert model.__dict__["train_step"] is own_step
+    plain = mlp(keras.optimizers.SGD(0.01))
+    lr_range_test(plain, x, y, start_lr=1e-4, end_lr=1.0, num_steps=10)
+    assert "train_step" not in plain.__dict__, "the class's own step again"
+
+
+def test_nnx_mode_is_refused_before_anything_changes(digits, monkeypatch):
+    x, y = digits
+    model = trained_model(digits, keras.optimizers.Adam(1e-3))
+    before = state(model)
+    monkeypatch.setattr(keras.config, "is_nnx_enabled", lambda: True)
+    with pytest.raises(ValueError, match="NNX"):
+        lr_range_test(model, x, y, start_lr=1e-4, end_lr=1.0, num_steps=10)
+    assert_same_state(before, model)
+    assert "train_step" not in model.__dict__
+
+
 def test_unbuilt_optimizer_is_built_first_so_it_can_be_restored(digits):
     x, y = digits
     model = mlp(keras.optimizers.Adam(1e-3))
