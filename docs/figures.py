@@ -1,6 +1,10 @@
 """Remakes the figures under docs/images/ from the committed code.
 
     python docs/figures.py
+
+Here: policies.png and range_test.png. The benchmark figures (tta_mnist1d_*.png,
+range_test_mnist1d_sgd.png) are copied from the --out folder of
+`python benchmarks/time_to_accuracy.py` (see docs/benchmarks.md).
 """
 
 import os
