@@ -45,17 +45,11 @@ def probe(route):
 
 
 def recorder(replica_values):
-    """A callback that records every local replica's probe weight after each step."""
-    import keras
+    """tests/conftest.py's `WeightRecorder`, reading every local replica's probe weight."""
+    from tests.conftest import WeightRecorder
 
-    class ReplicaWeights(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.weights = [self.read()]
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.weights.append(self.read())
-
-        def read(self):
+    class ReplicaWeights(WeightRecorder):
+        def _weight(self):
             return [float(v.ravel()[0]) for v in replica_values(self.model.layers[0].kernel)]
 
     return ReplicaWeights()
