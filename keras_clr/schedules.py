@@ -110,8 +110,8 @@ class _StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def _tensor_curve(self, step, levels):
         host_step = _eager_host_step(step)
         if host_step is not None:
-            value = self._curve(_SCALAR_OPS, host_step, *levels)
-            return ops.convert_to_tensor(value, keras.backend.floatx())
+            return ops.convert_to_tensor(self._host_curve(host_step, levels),
+                                         keras.backend.floatx())
         return self._curve(_graph_ops(), step, *levels)
 
     def values(self, steps):
