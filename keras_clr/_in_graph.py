@@ -1,26 +1,42 @@
-"""A schedule computed by the optimizer inside its compiled step, for one `fit`.
+"""A per-step learning rate (and momentum) installed into a model for one `fit`.
 
-The callbacks do not write the learning rate between batches. A per-batch
-variable write measured 1.5x a constant-LR step on a tiny model (TF), needs a
-full state sync per step on JAX, and cannot reach the steps inside one
-`steps_per_execution` call. Instead, from train begin to train end, the
-optimizer computes `schedule(optimizer.iterations)` itself, exactly as it
-does for a schedule passed to its constructor, and its float hyper-parameters
-are left in place, so its config and variable list never change:
+The callbacks do not write the learning rate from the host between batches:
+a per-batch variable write measured 1.5x a constant-LR step on a tiny model
+(TensorFlow), needs a full state sync per step on JAX, and cannot reach the
+steps inside one `steps_per_execution` call. Instead, from train begin to
+train end:
 
-- `optimizer._get_current_learning_rate` is shadowed on the instance;
-- momentum (`momentum` or `beta_1`) becomes a `LiveFloat`: a float to Python
-  (comparisons, `get_config`, JSON), whose tensor value is computed from the
-  step when the compiled step runs (`__tf_tensor__`, `__jax_array__`). On
-  torch, which runs eagerly, the callback sets a plain float per batch.
+- the model's train step is shadowed on the instance: before the model's own
+  step it writes `lr_fn(optimizer.iterations)` into the optimizer's LR
+  variable, inside the compiled step, and it adds the LR that step used (and
+  the momentum) to the step's logs, so every callback, in any order, and the
+  epoch logs see the value each update used (optionally it also resets the
+  metrics first: the range test's per-batch rows). The optimizer itself is
+  not changed: its `learning_rate` is its own variable, holding the LR of the
+  last update, whatever reads it;
+- a cycled momentum (`momentum` or `beta_1`) becomes a `LiveFloat`: a float
+  to Python (comparisons, `get_config`, JSON), whose tensor value is
+  computed in the step (`__tf_tensor__`, `__jax_array__`). On torch, which
+  runs eagerly, the owner sets a plain float per batch;
+- where the schedule cannot be traced (a `scale_fn` written with NumPy) or
+  the training loop is not `fit`'s (a custom loop driving the callbacks), the
+  owner writes the LR variable from the host before each batch instead.
 
-The train function is retraced when the schedule is installed and again
-when it is removed, so later fits without the callback use the plain values.
+Keras skips `on_train_end` when `fit` raises (Ctrl-C, an error in a callback,
+bad data), so the installation is recorded on the model, not only on the
+callback that made it, and `model.make_train_function` is shadowed by a guard:
+Keras calls it at the start of every `fit` (and `train_on_batch`), so if an
+installation is still there then, the fit that made it has ended, and the
+guard removes it before the new fit builds its step.
 """
 
 import keras
+from keras import ops
+
+from keras_clr._optimizer import inner_optimizer, sibling_callbacks, sync_host_state
 
 MOMENTUM_ATTRIBUTES = ("momentum", "beta_1")
+_RECORD = "_keras_clr_installation"  # the model's attribute holding the installation
 
 
 class LiveFloat(float):
@@ -33,7 +49,7 @@ class LiveFloat(float):
 
     def __tf_tensor__(self, dtype=None, name=None):
         value = self.value_fn()
-        return value if dtype is None else keras.ops.cast(value, dtype)
+        return value if dtype is None else ops.cast(value, dtype)
 
     def __jax_array__(self):
         return self.value_fn()
@@ -84,48 +100,232 @@ def momentum_attribute(optimizer):
     )
 
 
-class InstalledSchedule:
-    """Installs `lr_fn` (and `momentum_fn`) into `optimizer` until `remove()`.
+def installation_of(model):
+    """The installation on `model`, or None."""
+    return model.__dict__.get(_RECORD)
+
+
+def remove_stale(model):
+    """Removes an installation left by a `fit` that raised. Returns whether one was."""
+    installation = installation_of(model)
+    if installation is None:
+        return False
+    installation.remove()
+    return True
+
+
+class Installation:
+    """Installs a per-step LR (and momentum) into `model` until `remove()`.
 
     Args:
-        model: The model being fit (its train function is retraced).
-        optimizer: The optimizer that applies the updates (unwrapped from a
-            `LossScaleOptimizer`).
-        lr_fn: `step tensor -> LR tensor`, traced into the step.
-        momentum_fn: Optional `step tensor -> momentum tensor`.
-        first_momentum: The momentum at the current step (a float).
+        model: The model being fit.
+        owner: The callback that installs (named in errors).
+        lr_fn: `step tensor -> LR tensor`, traced into the step. None: the
+            owner sets the LR from the host before each batch
+            (`set_learning_rate`).
+        momentum_fn: Optional `(step, learning_rate) -> momentum`, traced into
+            the step (on torch the owner sets it per batch, `set_momentum`).
+        host_momentum: With `momentum_fn`, `step -> momentum` as a float: the
+            momentum of the first step, and the one left after the last.
+        reset_metrics: Reset the metrics before each step, so that the logs
+            hold each batch's own values.
     """
 
-    def __init__(self, model, optimizer, lr_fn, momentum_fn=None, first_momentum=None):
-        self._model, self._optimizer = model, optimizer
+    def __init__(self, model, owner, lr_fn, momentum_fn=None, host_momentum=None,
+                 reset_metrics=False):
+        self._model, self.owner = model, owner
+        self._optimizer = optimizer = inner_optimizer(model)
+        self._variable = optimizer.learning_rate
+        self._lr_fn, self._momentum_fn, self._host_momentum = lr_fn, momentum_fn, host_momentum
         self._attribute = None
         if momentum_fn is not None:
             self._attribute = momentum_attribute(optimizer)
-            current = getattr(optimizer, self._attribute)
-            if self._attribute == "momentum" and current == 0 and optimizer.built:
+            self._own_momentum = getattr(optimizer, self._attribute)
+            if self._attribute == "momentum" and self._own_momentum == 0 and optimizer.built:
                 raise ValueError(
                     f"{type(optimizer).__name__} was built with momentum=0, so it has "
                     "no momentum slots to cycle. Create it with a momentum > 0 (e.g. "
                     "`momentum=max_momentum`) before the first `fit`."
                 )
-        optimizer._get_current_learning_rate = lambda: lr_fn(optimizer.iterations)
         self.eager_momentum = keras.backend.backend() == "torch"
+        self._first_step = int(ops.convert_to_numpy(optimizer.iterations))
+        self._own = {name: model.__dict__.get(name)
+                     for name in ("train_step", "make_train_function")}
+        self._make_train_function = model.make_train_function
+        model.train_step = self._step(model.train_step, reset_metrics)
+        model.make_train_function = self._guard
         if momentum_fn is not None:
+            first = host_momentum(self._first_step)
             if self.eager_momentum:
-                self.set_momentum(first_momentum)
+                self.set_momentum(first)
             else:
-                live = LiveFloat(first_momentum, lambda: momentum_fn(optimizer.iterations))
-                setattr(optimizer, self._attribute, live)
-        model.make_train_function(force=True)
+                setattr(optimizer, self._attribute, LiveFloat(first, self._momentum))
+        model.__dict__[_RECORD] = self
+        self._make_train_function(force=True)
+
+    def _momentum(self):
+        return self._momentum_fn(self._optimizer.iterations, self._variable)
+
+    def _values(self):
+        """`{"learning_rate": ..., "momentum": ...}` of the coming update (tensors)."""
+        if self._lr_fn is None:
+            learning_rate = ops.convert_to_tensor(self._variable)
+        else:
+            learning_rate = ops.cast(self._lr_fn(self._optimizer.iterations),
+                                     self._variable.dtype)
+        values = {"learning_rate": learning_rate}
+        if self._momentum_fn is not None:
+            values["momentum"] = self._momentum_fn(self._optimizer.iterations, learning_rate)
+        return values
+
+    def _step(self, train_step, reset_metrics):
+        model, variable = self._model, self._variable
+        if keras.backend.backend() == "jax":  # stateless: (state, data) -> (logs, state)
+            optimizer_variables = model.optimizer.variables
+            index = next(i for i, v in enumerate(optimizer_variables) if v is variable)
+
+            def jax_step(state, data):
+                trainable, non_trainable, optimizer_values, metrics_values = state
+                with keras.StatelessScope(
+                    state_mapping=list(zip(optimizer_variables, optimizer_values))
+                ):
+                    values = self._values()
+                optimizer_values = list(optimizer_values)
+                optimizer_values[index] = values["learning_rate"]
+                if reset_metrics:
+                    metrics_values = _reset(model, metrics_values)
+                logs, state = train_step(
+                    (trainable, non_trainable, optimizer_values, metrics_values), data
+                )
+                return _with(logs, values), state
+
+            return jax_step
+
+        def step(data):
+            values = self._values()
+            if self._lr_fn is not None:
+                variable.assign(values["learning_rate"] + _zero_after(data))
+            if reset_metrics:
+                model.reset_metrics()
+            return _with(train_step(data), values)
+
+        return step
+
+    def _guard(self, force=False):
+        """`model.make_train_function` while installed: a new fit has begun."""
+        self.remove()
+        return self._model.make_train_function(force=force)
+
+    def set_learning_rate(self, value):
+        """Host route: the LR of the coming step (syncs JAX's training state first)."""
+        sync_host_state(self._model)
+        self._variable.assign(value)
 
     def set_momentum(self, value):
         """Eager backends only: the momentum of the coming step."""
         setattr(self._optimizer, self._attribute, float(value))
 
-    def remove(self, last_lr, last_momentum=None):
-        """Puts plain values back: the LR variable and momentum hold the last ones."""
-        del self._optimizer._get_current_learning_rate
-        self._optimizer.learning_rate.assign(last_lr)
+    def check_learning_rate(self, expected, caller):
+        """Raises if something other than the installation wrote the LR variable
+        since an update used `expected` (read between epochs)."""
+        actual = float(ops.convert_to_numpy(self._variable))
+        if expected is not None and abs(actual - expected) > 1e-6 * abs(expected):
+            raise ValueError(
+                f"{caller} sets the learning rate of every step, but another callback "
+                f"set `optimizer.learning_rate` to {actual:.6g} during this `fit` (the "
+                f"last update used {expected:.6g}); the next step would overwrite it. "
+                "Remove the other callback that sets the learning rate."
+            )
+
+    def steps_done(self):
+        """Updates applied since the installation (reads the optimizer's step)."""
+        return int(ops.convert_to_numpy(self._optimizer.iterations)) - self._first_step
+
+    def remove(self):
+        """Puts the model's own step and plain values back. Idempotent.
+
+        The LR variable and the momentum keep the values of the last update
+        (or their own, when no step ran).
+        """
+        model = self._model
+        if model.__dict__.get(_RECORD) is not self:
+            return
+        steps = self.steps_done()
+        del model.__dict__[_RECORD]
+        for name, own in self._own.items():
+            if own is None:
+                model.__dict__.pop(name, None)
+            else:
+                model.__dict__[name] = own
         if self._attribute is not None:
-            setattr(self._optimizer, self._attribute, float(last_momentum))
-        self._model.make_train_function(force=True)
+            last = self._first_step + steps - 1
+            momentum = self._host_momentum(last) if steps > 0 else self._own_momentum
+            setattr(self._optimizer, self._attribute, float(momentum))
+        model.train_function = None  # the next fit builds its own step
+
+
+def _zero_after(data):
+    """TensorFlow: 0.0, computed from the batch, so that adding it makes an
+    assignment wait for the batch.
+
+    A compiled TF step runs its ops in data-flow order: an assignment that does
+    not depend on the batch also runs in the call that finds the data exhausted
+    (data of unknown length), for a step that never happens. (`minimum`, not
+    `* 0`: TF's optimizer folds a product with zero into a constant.)
+    """
+    if keras.backend.backend() != "tensorflow":
+        return 0.0
+    leaves = [leaf for leaf in keras.tree.flatten(data) if leaf is not None]
+    try:
+        first = ops.cast(ops.reshape(leaves[0], (-1,))[:1], "float32")
+        return ops.minimum(ops.sum(ops.cast(ops.isfinite(first), "float32")), 0.0)
+    except Exception:  # a string, ragged or sparse input: no such dependency
+        return 0.0
+
+
+def _with(logs, values):
+    """The step's logs with the LR (and momentum) it used; a custom step's
+    logs of another structure stay as they are."""
+    return {**logs, **values} if isinstance(logs, dict) else logs
+
+
+def _reset(model, metrics_values):
+    """JAX: the metrics' values after `reset_metrics()`, without touching the model."""
+    mapping = list(zip(model.metrics_variables, metrics_values))
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        model.reset_metrics()
+    fresh = []
+    for variable, value in mapping:
+        reset = scope.get_current_value(variable)
+        fresh.append(value if reset is None else reset)
+    return fresh
+
+
+# Keras' callbacks that write `optimizer.learning_rate` between steps: next to
+# an installation, every write would be overwritten by the next step.
+LR_WRITERS = (keras.callbacks.ReduceLROnPlateau, keras.callbacks.LearningRateScheduler)
+
+
+def claim(model, callback, caller):
+    """Makes way for `callback` to install into `model`, or raises.
+
+    Refuses Keras' LR-writing callbacks and a second keras-clr installation in
+    the same `fit`; removes one left by a `fit` that raised.
+    """
+    siblings = sibling_callbacks(callback) or []
+    for other in siblings:
+        if isinstance(other, LR_WRITERS):
+            raise ValueError(
+                f"{caller} sets the learning rate of every step, so "
+                f"{type(other).__name__} in the same `fit` would have no effect. "
+                f"Remove one of them (to shrink the cycle over time, use "
+                "mode='triangular2' or mode='exp_range'). Received: callbacks=[..., "
+                f"{type(callback).__name__}, {type(other).__name__}, ...]"
+            )
+    existing = installation_of(model)
+    if existing is not None and existing.owner is not callback and existing.owner in siblings:
+        raise ValueError(
+            f"{caller} and {type(existing.owner).__name__} cannot run in the same `fit`: "
+            "both set the learning rate of every step. Run them in separate fits."
+        )
+    remove_stale(model)

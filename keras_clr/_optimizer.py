@@ -1,4 +1,10 @@
-"""What the callbacks need from a compiled model's optimizer, checked once."""
+"""What the callbacks need from a compiled model, its optimizer and `fit`.
+
+Every private Keras hook keras-clr relies on sits behind one small function
+here (or in `_in_graph.py`), with a comment naming what it relies on.
+"""
+
+import sys
 
 import keras
 from keras import ops
@@ -45,14 +51,55 @@ def refuse_multi_step_execution(model, caller):
 def current_step(model):
     """The optimizer's update count as a Python int (the schedule's step).
 
-    Pass `Callback.model`: on JAX, reading it syncs the training state into
-    the model's variables, without which they read as empty mid-epoch.
+    On JAX, pass a model inside `fit` only where its training state has been
+    synced (see `sync_host_state`): mid-epoch, its variables are stale.
     """
-    optimizer = inner_optimizer(model)
-    return int(ops.convert_to_numpy(optimizer.iterations))
+    return int(ops.convert_to_numpy(inner_optimizer(model).iterations))
 
 
 def raw_step(model):
     """The optimizer's batch count: `iterations` times the accumulation steps."""
     optimizer = inner_optimizer(model)
     return int(ops.convert_to_numpy(getattr(optimizer, "_iterations", optimizer.iterations)))
+
+
+def sync_host_state(model):
+    """JAX: writes the training state of a running `fit` into the model's
+    variables, so the host can read them and the next step reads them back.
+
+    Relies on the JAX trainer's `jax_state_sync()` (Keras 3.0-3.15); a no-op
+    on the other backends and outside `fit`.
+    """
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()
+
+
+def sibling_callbacks(callback):
+    """The callbacks of the `fit` whose hook is calling `callback`, or None.
+
+    Keras' `CallbackList` calls each callback's hooks from its own methods
+    (Keras 3.0-3.15): its frame holds the list. A custom loop calling the
+    hook directly gives None.
+    """
+    frame = sys._getframe(1)
+    for _ in range(4):
+        frame = frame.f_back
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, keras.callbacks.CallbackList):
+            return list(owner.callbacks)
+    return None
+
+
+def function_code(function):
+    """A Python function as the code Keras saves for a lambda (`__lambda__`).
+
+    Relies on `keras.src.utils.python_utils.func_dump`, whose output Keras'
+    `deserialize_keras_object` loads back only outside safe mode (Keras
+    3.0-3.15).
+    """
+    from keras.src.utils.python_utils import func_dump
+
+    return func_dump(function)

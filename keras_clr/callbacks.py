@@ -1,16 +1,14 @@
 """`CyclicLR`: drives an optimizer's learning rate (and momentum) from a schedule."""
 
-import functools
-
 import keras
 import numpy as np
 import pandas as pd
 from keras import ops
 
 from keras_clr import _checks
-from keras_clr._in_graph import InstalledSchedule
-from keras_clr._optimizer import current_step, learning_rate_variable, raw_step
-from keras_clr.schedules import CyclicalLearningRate, serialize_scale_fn
+from keras_clr._in_graph import Installation, claim
+from keras_clr._optimizer import current_step, learning_rate_variable, sync_host_state
+from keras_clr.schedules import CyclicalLearningRate
 
 
 class CyclicLR(keras.callbacks.Callback):
@@ -97,10 +95,7 @@ class CyclicLR(keras.callbacks.Callback):
                     "CyclicLR needs a `schedule` or `base_lr`, `max_lr` and "
                     "`step_size`. Received none of them."
                 )
-            # The callback is never saved, so it also takes an unregistered scale_fn.
-            unsaveable = scale_fn is not None and not _is_registered(scale_fn)
-            cls = _UnsavedCyclicalLearningRate if unsaveable else CyclicalLearningRate
-            schedule = cls(
+            schedule = CyclicalLearningRate(
                 base_lr,
                 max_lr,
                 step_size,
@@ -129,8 +124,8 @@ class CyclicLR(keras.callbacks.Callback):
         self.verbose = verbose
         self._steps = np.arange(0)
 
-    # on_train_batch_end only copies host-computed values into that batch's
-    # logs, so Keras may run it on its callback thread without waiting.
+    # on_train_batch_end only touches that batch's logs (in custom loops), so
+    # Keras may run it on its callback thread without waiting.
     async_safe = True
 
     @property
@@ -152,69 +147,97 @@ class CyclicLR(keras.callbacks.Callback):
         return self.schedule.momentum_values(step, self.base_momentum, self.max_momentum)
 
     def on_train_begin(self, logs=None):
-        optimizer, _ = learning_rate_variable(self.model, "CyclicLR")
-        self._accumulation = optimizer.gradient_accumulation_steps or 1
-        momentum_fn = first_momentum = None
+        learning_rate_variable(self.model, "CyclicLR")
+        claim(self.model, self, "CyclicLR")
+        # A schedule that cannot be traced (a `scale_fn` written with NumPy,
+        # as the classic callback allowed) is evaluated on the host, per batch.
+        self._host_route = not _traces(self.schedule)
+        momentum_fn = host_momentum = None
         if self.cycles_momentum:
-            momentum_fn = functools.partial(self.schedule.momentum,
-                                            base_momentum=self.base_momentum,
-                                            max_momentum=self.max_momentum)
-            first_momentum = float(self._momentum_at(current_step(self.model)))
-        self._installed = InstalledSchedule(self.model, optimizer, self.schedule, momentum_fn,
-                                            first_momentum)
+            momentum_fn = self._momentum_fn()
+            host_momentum = lambda step: float(self._momentum_at(step))  # noqa: E731
+        self._installation = Installation(
+            self.model, self, None if self._host_route else self.schedule,
+            momentum_fn, host_momentum,
+        )
         self._first_step = None  # read at the first epoch begin, after any restore
+        self._first_batch = True
+        self._expected_lr = None
+
+    def _momentum_fn(self):
+        """`(step, learning_rate) -> momentum` for the compiled step."""
+        if not self._host_route:
+            return lambda step, learning_rate: self.schedule.momentum(
+                step, self.base_momentum, self.max_momentum)
+        # The host writes only the LR; momentum follows it (same cycle, inverted).
+        schedule, base, top = self.schedule, self.base_momentum, self.max_momentum
+        span = schedule.max_lr - schedule.base_lr
+        return lambda step, learning_rate: top - (top - base) * (
+            learning_rate - schedule.base_lr) / span
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_first_batch = raw_step(self.model)
+        installation = self._installation
+        installation.check_learning_rate(self._expected_lr, "CyclicLR")
         if self._first_step is None:
             self._first_step = current_step(self.model)
 
-    def _step_of_batch(self, batch):
-        """The update made by this epoch's batch `batch` (Keras passes the last
-        batch of a `steps_per_execution` call)."""
-        return (self._epoch_first_batch + batch) // self._accumulation
-
     def on_train_batch_begin(self, batch, logs=None):
-        if self.cycles_momentum and self._installed.eager_momentum:
-            self._installed.set_momentum(self._momentum_at(current_step(self.model)))
-
-    def _add_to_logs(self, logs, step):
-        if logs is not None:
-            logs["learning_rate"] = float(_host_lrs(self.schedule, step))
-            if self.cycles_momentum:
-                logs["momentum"] = float(self._momentum_at(step))
+        installation = self._installation
+        # The first batch of each fit is set from the host too: in a custom
+        # loop, which never runs the model's train step, that is the only way.
+        if self._host_route or self._first_batch or installation.eager_momentum:
+            sync_host_state(self.model)
+            step = current_step(self.model)
+            if self._host_route or self._first_batch:
+                installation.set_learning_rate(float(_host_lrs(self.schedule, step)))
+            if self.cycles_momentum and installation.eager_momentum:
+                installation.set_momentum(self._momentum_at(step))
 
     def on_train_batch_end(self, batch, logs=None):
-        # From the batch count; a LossScaleOptimizer's skipped steps make these
-        # batch logs run ahead until the next epoch begins (the updates and
-        # `history` stay exact).
-        self._add_to_logs(logs, self._step_of_batch(batch))
+        if self._first_batch:
+            self._first_batch = False
+            if not (logs and "learning_rate" in logs):
+                self._host_route = True  # not `fit`'s train step: a custom loop
+        if self._host_route and logs is not None and "learning_rate" not in logs:
+            self._add_to_logs(logs, current_step(self.model) - 1)
+
+    def _add_to_logs(self, logs, step):
+        logs["learning_rate"] = float(_host_lrs(self.schedule, step))
+        if self.cycles_momentum:
+            logs["momentum"] = float(self._momentum_at(step))
 
     def on_epoch_end(self, epoch, logs=None):
-        last = max(current_step(self.model) - 1, 0)
-        self._add_to_logs(logs, last)
-        if self.verbose and logs is not None:
-            print(f"\nEpoch {epoch + 1}: CyclicLR learning_rate={logs['learning_rate']:.6g}")
+        if logs is None:
+            return
+        if "learning_rate" not in logs:  # a custom loop's own epoch logs
+            self._add_to_logs(logs, max(current_step(self.model) - 1, 0))
+        self._expected_lr = float(logs["learning_rate"])
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: CyclicLR learning_rate={self._expected_lr:.6g}")
 
     def on_train_end(self, logs=None):
+        """Puts the optimizer's plain LR and momentum back (the last ones used).
+
+        Keras skips this hook when `fit` raises; the next `fit` of the model
+        then does it first, so there is nothing to call by hand.
+        """
+        installation = getattr(self, "_installation", None)
+        if installation is None:
+            return
+        self._installation = None
         end = current_step(self.model)
         first = end if self._first_step is None else self._first_step
         self._steps = np.arange(first, end)
-        last = max(end - 1, first)
-        momentum = float(self._momentum_at(last)) if self.cycles_momentum else None
-        self._installed.remove(float(_host_lrs(self.schedule, last)), momentum)
+        installation.remove()
+        installation.check_learning_rate(self._expected_lr, "CyclicLR")
 
 
-class _UnsavedCyclicalLearningRate(CyclicalLearningRate):
-    """A schedule with an unregistered `scale_fn`, for the callback only."""
-
-    _saveable = False
-
-
-def _is_registered(scale_fn):
+def _traces(schedule):
+    """Whether `schedule` runs on symbolic tensors (`keras.ops`), so it can be
+    compiled into the train step."""
     try:
-        serialize_scale_fn(scale_fn)
-    except ValueError:
+        schedule(keras.KerasTensor((), dtype="int64"))
+    except Exception:  # NumPy, `math`, a Python `if` on the step ...
         return False
     return True
 

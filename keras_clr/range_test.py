@@ -13,11 +13,10 @@ import numpy as np
 import pandas as pd
 
 from keras_clr import _checks, bounds
-from keras_clr._in_graph import InstalledSchedule
+from keras_clr._in_graph import Installation, claim, remove_stale
 from keras_clr._optimizer import (
     current_step,
     learning_rate_variable,
-    raw_step,
     refuse_multi_step_execution,
 )
 from keras_clr.schedules import CyclicalLearningRate
@@ -184,46 +183,6 @@ class RangeTestResult:
         )
 
 
-def _reset_metrics_in_each_step(model):
-    """Shadows `model.train_step` so that each step starts from fresh metrics.
-
-    The logs of every batch then hold that batch's own loss and metrics (of
-    any kind, sample weights included), for nothing measurable per step.
-    Resetting the metrics from the host before each batch instead costs two
-    eager writes per metric on TensorFlow and a sync of the whole training
-    state on JAX. Returns a function that puts the model's own step back.
-    """
-    own_attribute = model.__dict__.get("train_step")  # one set on the instance, if any
-    train_step = model.train_step
-    if keras.backend.backend() == "jax":  # a stateless step: metrics are in `state`
-
-        def step(state, data):
-            *others, metrics_values = state
-            mapping = list(zip(model.metrics_variables, metrics_values))
-            with keras.StatelessScope(state_mapping=mapping) as scope:
-                model.reset_metrics()
-            fresh = []
-            for variable, value in mapping:
-                reset = scope.get_current_value(variable)
-                fresh.append(value if reset is None else reset)
-            return train_step((*others, fresh), data)
-    else:
-
-        def step(data):
-            model.reset_metrics()
-            return train_step(data)
-
-    model.train_step = step
-
-    def restore():
-        if own_attribute is None:
-            del model.train_step
-        else:
-            model.train_step = own_attribute
-
-    return restore
-
-
 def _is_accuracy(metric):
     return metric.removeprefix("val_") in ACCURACY_METRICS
 
@@ -319,7 +278,7 @@ class RangeTestCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         refuse_multi_step_execution(self.model, "RangeTestCallback")
-        if keras.config.is_nnx_enabled():
+        if getattr(keras.config, "is_nnx_enabled", lambda: False)():  # Keras >= 3.11
             # Keras' NNX step calls `type(model).train_step`, past the per-step
             # metric reset: the rows would silently hold running means.
             raise ValueError(
@@ -328,6 +287,8 @@ class RangeTestCallback(keras.callbacks.Callback):
                 "Received: keras.config.is_nnx_enabled()=True"
             )
         optimizer, _ = learning_rate_variable(self.model, "RangeTestCallback")
+        claim(self.model, self, "RangeTestCallback")
+        self._accumulation = optimizer.gradient_accumulation_steps or 1
         num_steps = self.num_steps
         if num_steps is None:
             steps, epochs = self.params.get("steps"), self.params.get("epochs")
@@ -336,61 +297,87 @@ class RangeTestCallback(keras.callbacks.Callback):
                     "RangeTestCallback cannot tell how many steps this `fit` has "
                     "(the data has no length): pass `num_steps`."
                 )
-            num_steps = max(2, steps * epochs)
+            num_steps = max(2, steps * epochs // self._accumulation)
         self._lrs = sweep_learning_rates(self.start_lr, self.end_lr, num_steps, self.mode)
         self._num_steps, self._stop_reason = num_steps, "fit ended"
         self._first_step = current_step(self.model)
-        # Each batch's step is counted here: reading it from the optimizer
-        # costs an eager op per batch on TensorFlow and a full state sync on
-        # JAX. A LossScaleOptimizer can skip an update (non-finite gradient),
-        # which holds the sweep back, so through one the step is read.
-        self._batches = raw_step(self.model)
-        self._accumulation = optimizer.gradient_accumulation_steps or 1
+        # Each row's sweep step is read off the LR its step logged. Whether the
+        # batch applied an update is counted here (under gradient accumulation,
+        # one batch in k does): reading the step from the optimizer costs an
+        # eager op per batch on TensorFlow and a full state sync on JAX. A
+        # LossScaleOptimizer can skip an update, so through one it is read.
+        self._batches, self._updates, self._evaluated = 0, 0, None
         self._reads_step = optimizer is not self.model.optimizer
-        self._restore_train_step = _reset_metrics_in_each_step(self.model)  # traced next
-        self._installed = InstalledSchedule(self.model, optimizer, _sweep_fn(
-            self.start_lr, self.end_lr, num_steps, self.mode, self._first_step))
+        self._installation = Installation(
+            self.model, self,
+            _sweep_fn(self.start_lr, self.end_lr, num_steps, self.mode, self._first_step),
+            reset_metrics=True,
+        )
         self._rows = []
         self._smoothed_loss, self._best_loss = 0.0, math.inf
         # An EMA as wide as the bounds' moving average (~5% of the sweep): a
         # fixed 0.98 would lag ~50 steps and let short sweeps run far past
         # divergence.
         self._beta = 1.0 - 2.0 / (bounds.default_window(num_steps) + 1)
+        self._expected_lr = None
 
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._reads_step:
-            step = current_step(self.model)
-        else:
-            step = self._batches // self._accumulation
-        self._batches += 1
-        self._index = min(step - self._first_step, len(self._lrs) - 1)
+    def on_epoch_begin(self, epoch, logs=None):
+        self._installation.check_learning_rate(self._expected_lr, "RangeTestCallback")
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
-        row = {"step": self._index, "learning_rate": float(self._lrs[self._index])}
+        if "learning_rate" not in logs:
+            raise ValueError(
+                "RangeTestCallback records what each step of `model.fit` logs, but this "
+                "batch's logs hold no `learning_rate`: run it in `fit` (not a custom "
+                f"loop) with the model's own train step. Received: logs={logs!r}"
+            )
+        learning_rate = float(logs["learning_rate"])
+        index = self._sweep_index(learning_rate)  # the sweep step this batch used
+        if self._reads_step:  # a LossScaleOptimizer may have skipped the update
+            updates = current_step(self.model) - self._first_step
+            applied, self._updates = updates > self._updates, updates
+        else:
+            self._batches += 1
+            applied = self._batches % self._accumulation == 0
+        row = {"step": index, "learning_rate": learning_rate}
         row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
-        last = self._index + 1 >= len(self._lrs)
-        if self.eval_every and (self._index % self.eval_every == 0 or last):
+        done = applied and index >= len(self._lrs) - 1
+        block = index // self.eval_every if self.eval_every else None
+        if self.eval_every and applied and (block != self._evaluated or done):
             row.update(self._evaluate())
+            self._evaluated = block
         self._rows.append(row)
         reason = self._stop_reason_for(row.get("loss", math.nan))
-        if reason is None and last:
+        if reason is None and done:
             reason = "finished"
         if reason is not None:
             self._stop_reason = reason
             self.model.stop_training = True
 
+    def _sweep_index(self, learning_rate):
+        """The sweep step whose LR is `learning_rate` (the inverse of `_sweep`)."""
+        if self.mode == "exponential":
+            fraction = math.log(learning_rate / self.start_lr) / math.log(
+                self.end_lr / self.start_lr)
+        else:
+            fraction = (learning_rate - self.start_lr) / (self.end_lr - self.start_lr)
+        return min(max(round(fraction * (len(self._lrs) - 1)), 0), len(self._lrs) - 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._rows:
+            self._expected_lr = self._rows[-1]["learning_rate"]
+
     def on_train_end(self, logs=None):
         self.remove_sweep()
 
     def remove_sweep(self):
-        """Gives the optimizer back its plain LR (the sweep's last) and the model
-        its own train step. Idempotent."""
-        installed, self._installed = getattr(self, "_installed", None), None
-        if installed is not None:
-            last = self._rows[-1]["learning_rate"] if self._rows else self.start_lr
-            self._restore_train_step()
-            installed.remove(last)
+        """Gives the model its own train step back; the optimizer keeps the
+        sweep's last LR. Idempotent; after a `fit` that raised, the model's next
+        `fit` does this itself."""
+        installation, self._installation = getattr(self, "_installation", None), None
+        if installation is not None:
+            installation.remove()
 
     def _evaluate(self):
         data = self.validation_data
@@ -476,12 +463,13 @@ def lr_range_test(
             f"lr_range_test needs a built model so its state can be restored: give "
             f"it an `Input` or call it on a batch first. Received: model={model.name!r}"
         )
+    remove_stale(model)  # left by a `fit` that raised: measure the model's own state
     if epochs is not None:
         epochs = _checks.positive_int("epochs", epochs)
     if epochs is None:
         num_steps = DEFAULT_NUM_STEPS if num_steps is None else num_steps
-        epochs = math.ceil(_checks.positive_int("num_steps", num_steps)
-                           / _steps_per_epoch(x, fit_kwargs))
+        batches = _checks.positive_int("num_steps", num_steps) * _accumulation(model)
+        epochs = math.ceil(batches / _steps_per_epoch(x, fit_kwargs))
     validation_data = fit_kwargs.pop("validation_data", None) if eval_every else None
     sweep = RangeTestCallback(
         start_lr, end_lr, num_steps=num_steps, mode=mode, stop_factor=stop_factor,
@@ -511,6 +499,11 @@ def _state_variables(model):
     return list(unique.values())
 
 
+def _accumulation(model):
+    """Batches per optimizer update (`gradient_accumulation_steps`)."""
+    return getattr(model.optimizer, "gradient_accumulation_steps", None) or 1
+
+
 def _steps_per_epoch(x, fit_kwargs):
     """Batches per epoch, from `steps_per_epoch` or the data's length."""
     if fit_kwargs.get("steps_per_epoch"):
@@ -519,12 +512,19 @@ def _steps_per_epoch(x, fit_kwargs):
     if hasattr(first, "shape"):  # arrays: samples / batch_size
         samples = len(first)
         split = fit_kwargs.get("validation_split") or 0.0
-        samples = math.ceil(samples * (1.0 - split))
-        return math.ceil(samples / (fit_kwargs.get("batch_size") or 32))
-    try:
-        return len(x)  # tf.data with known cardinality, PyDataset: batches
-    except TypeError:
+        samples = int(samples * (1.0 - split))  # Keras keeps the floor for training
+        batches = math.ceil(samples / (fit_kwargs.get("batch_size") or 32))
+    else:
+        try:
+            batches = len(x)  # tf.data with known cardinality, PyDataset: batches
+        except TypeError:
+            raise ValueError(
+                "lr_range_test cannot tell how many batches an epoch of `x` has: pass "
+                "`epochs` or `steps_per_epoch`."
+            ) from None
+    if batches < 1:
         raise ValueError(
-            "lr_range_test cannot tell how many batches an epoch of `x` has: pass "
-            "`epochs` or `steps_per_epoch`."
-        ) from None
+            "lr_range_test needs training data, but `x` holds no batches (after "
+            f"`validation_split`). Received: x with {batches} batches per epoch"
+        )
+    return batches
