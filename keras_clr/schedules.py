@@ -8,6 +8,7 @@ Cycle arithmetic is done on integers before any cast to float, so the value at
 step 2**31 + 7 is as exact as the value at step 7.
 """
 
+import json
 import math
 import types
 
@@ -16,6 +17,7 @@ import numpy as np
 from keras import ops
 
 from keras_clr import _checks
+from keras_clr._optimizer import function_code
 
 MODES = ("triangular", "triangular2", "exp_range")
 SCALE_MODES = ("cycle", "iterations")
@@ -167,10 +169,14 @@ class CyclicalLearningRate(_StepSchedule):
             Defaults to 1.0.
         scale_fn: Optional custom amplitude multiplier: a callable taking a
             float tensor (the 1-based cycle number or the global step, per
-            `scale_mode`) and returning a tensor. Use `keras.ops` inside it.
-            It must be registered with
-            `keras.saving.register_keras_serializable()` so the schedule can
-            be saved and loaded (the `CyclicLR` callback also takes lambdas).
+            `scale_mode`) and returning a tensor. Inside an optimizer it is
+            traced into the train step: write it with `keras.ops` or plain
+            arithmetic (the `CyclicLR` callback also takes NumPy or `math`,
+            evaluated on the host). Registered with
+            `keras.saving.register_keras_serializable()`, the schedule saves
+            and loads in safe mode; a lambda or other unregistered function
+            is saved as its code, as Keras saves a `Lambda` layer's
+            function, so `load_model` then needs `safe_mode=False`.
         scale_mode: What `scale_fn` receives: `"cycle"` or `"iterations"`.
             Defaults to `"cycle"` for `scale_fn` and to the paper's choice
             for built-in modes (cycle for triangular/triangular2,
@@ -189,11 +195,6 @@ class CyclicalLearningRate(_StepSchedule):
         [1.0, 2.0, 3.0, 4.0, 5.0, 4.0, 3.0, 2.0, 1.0, 2.0]
         >>> optimizer = keras.optimizers.SGD(learning_rate=schedule)
     """
-
-    # A schedule can land in a saved model, and Keras truncates the target file
-    # before it serializes, so an unsaveable `scale_fn` is refused up front.
-    # `CyclicLR`, which is never saved, builds its schedule without this check.
-    _saveable = True
 
     def __init__(
         self,
@@ -223,8 +224,9 @@ class CyclicalLearningRate(_StepSchedule):
                 "Argument `scale_fn` must be a callable or None. "
                 f"Received: scale_fn={scale_fn!r}"
             )
-        if scale_fn is not None and self._saveable:
-            serialize_scale_fn(scale_fn)
+        # A schedule can land in a saved model, and Keras truncates the target
+        # file before it serializes: what cannot be saved is refused up front.
+        serialize_scale_fn(scale_fn)
         self.scale_fn = scale_fn
         self.scale_mode = self._resolve_scale_mode(scale_mode)
         if self.gamma != 1.0 and (scale_fn is not None or mode != "exp_range"):
@@ -307,25 +309,32 @@ class CyclicalLearningRate(_StepSchedule):
 
 
 def serialize_scale_fn(scale_fn):
-    """Serializes a registered scale function or object; refuses anything else.
+    """A `scale_fn` as plain JSON values, or raises if it cannot be saved.
 
-    An unregistered function (a lambda, a local def) would save as raw
-    bytecode that `load_model` refuses in safe mode.
+    A registered function or object is saved by name and loads in safe mode.
+    Any other Python function (a lambda, a local `def`) is saved as its code,
+    as Keras saves a `Lambda` layer's function: `load_model` then needs
+    `safe_mode=False`, and says so itself.
     """
     if scale_fn is None:
         return None
     target = scale_fn if isinstance(scale_fn, types.FunctionType) else type(scale_fn)
     registered_name = keras.saving.get_registered_name(target)
-    if keras.saving.get_registered_object(registered_name) is not target:
-        raise ValueError(
-            f"Argument `scale_fn` must be registered to be saved; received: "
-            f"scale_fn={scale_fn!r}. "
-            "Define it as a named function (or a class with `get_config`) and "
-            "decorate it with `@keras.saving.register_keras_serializable()` so "
-            "the schedule can be saved and loaded, or pass it to the `CyclicLR` "
-            "callback, which is never saved."
-        )
-    return keras.saving.serialize_keras_object(scale_fn)
+    if keras.saving.get_registered_object(registered_name) is target:
+        return keras.saving.serialize_keras_object(scale_fn)
+    if isinstance(scale_fn, types.FunctionType):
+        config = {"class_name": "__lambda__", "config": {"value": function_code(scale_fn)}}
+        try:
+            json.dumps(config)
+        except TypeError:
+            pass
+        else:
+            return config
+    raise ValueError(
+        f"Argument `scale_fn` cannot be saved with the schedule. Received: scale_fn={scale_fn!r}. "
+        "Pass a function (ideally named, with plain values in its closure) or a class "
+        "with `get_config` decorated with `@keras.saving.register_keras_serializable()`."
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_clr")

@@ -379,12 +379,37 @@ def test_saved_model_reloads_and_continues_from_saved_step(schedule, tmp_path):
     recorder.assert_learning_rates(schedule.values(np.arange(9, 15)))
 
 
-def test_unregistered_scale_fn_is_refused_before_anything_is_saved():
-    with pytest.raises(ValueError, match="`scale_fn` must be registered"):
-        CyclicalLearningRate(0.01, 0.1, 7, scale_fn=lambda cycle: 1 / cycle)
-    # The callback is never saved, so it takes a lambda (as old scripts pass).
-    callback = CyclicLR(base_lr=0.01, max_lr=0.1, step_size=7, scale_fn=lambda c: 1 / c)
-    assert callback.schedule.values(21) == pytest.approx(0.01 + 0.09 / 2)
+def test_tf_addons_lambda_scale_fn_saves_and_loads_only_outside_safe_mode(tmp_path):
+    # TF Addons' own documented example: `scale_fn=lambda x: 1 / (2.0 ** (x - 1))`.
+    schedule = CyclicalLearningRate(0.01, 0.1, 7, scale_fn=lambda x: 1 / (2.0 ** (x - 1)))
+    expected = CyclicalLearningRate(0.01, 0.1, 7, mode="triangular2")
+    steps = np.arange(60)
+    np.testing.assert_allclose(schedule.values(steps), expected.values(steps))
+    model = probe_model(keras.optimizers.SGD(learning_rate=schedule))
+    model.fit(*probe_data(9), batch_size=4, shuffle=False, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    with pytest.raises(ValueError, match="deserialization of a Python lambda"):
+        keras.models.load_model(path)  # Keras' own message: safe mode refuses code
+    loaded = keras.models.load_model(path, safe_mode=False)
+    recorder = WeightRecorder()
+    loaded.fit(*probe_data(6), batch_size=4, shuffle=False, verbose=0, callbacks=[recorder])
+    recorder.assert_learning_rates(expected.values(np.arange(9, 15)))
+
+
+def test_a_scale_fn_that_cannot_be_saved_is_refused_before_anything_is_saved():
+    class Unregistered:
+        def __call__(self, cycle):
+            return 1 / cycle
+
+    with pytest.raises(ValueError, match="`scale_fn` cannot be saved.*register_keras_serial"):
+        CyclicalLearningRate(0.01, 0.1, 7, scale_fn=Unregistered())
+    handle = open(__file__)  # a closure holding something JSON cannot hold
+    try:
+        with pytest.raises(ValueError, match="`scale_fn` cannot be saved"):
+            CyclicalLearningRate(0.01, 0.1, 7, scale_fn=lambda c: 1 / c if handle else 1.0)
+    finally:
+        handle.close()
 
 
 def test_a_callbacks_schedule_moved_into_an_optimizer_saves_and_loads(tmp_path):
