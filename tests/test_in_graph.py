@@ -136,11 +136,12 @@ def test_keras_lr_callbacks_are_refused_by_name_before_anything_changes(other, f
     model = probe_model(keras.optimizers.SGD(0.3))
     clr = CyclicLR(SCHEDULE)
     callbacks = [other, clr] if first else [clr, other]
-    with pytest.raises(ValueError, match=f"CyclicLR sets the learning rate.*{type(other).__name__}"):
+    name = type(other).__name__
+    with pytest.raises(ValueError, match=f"CyclicLR sets the learning rate.*{name}"):
         fit(model, 3, callbacks, epochs=2)
     assert int(model.optimizer.iterations.numpy()) == 0
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.3)
-    with pytest.raises(ValueError, match=f"RangeTestCallback sets.*{type(other).__name__}"):
+    with pytest.raises(ValueError, match=f"RangeTestCallback sets.*{name}"):
         lr_range_test(model, *probe_data(4), start_lr=0.1, end_lr=1.0, batch_size=4,
                       callbacks=[other])
 
