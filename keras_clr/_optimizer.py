@@ -57,12 +57,6 @@ def current_step(model):
     return int(ops.convert_to_numpy(inner_optimizer(model).iterations))
 
 
-def raw_step(model):
-    """The optimizer's batch count: `iterations` times the accumulation steps."""
-    optimizer = inner_optimizer(model)
-    return int(ops.convert_to_numpy(getattr(optimizer, "_iterations", optimizer.iterations)))
-
-
 def sync_host_state(model):
     """JAX: writes the training state of a running `fit` into the model's
     variables, so the host can read them and the next step reads them back.

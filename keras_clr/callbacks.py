@@ -1,4 +1,5 @@
-"""`CyclicLR`: drives an optimizer's learning rate (and momentum) from a schedule."""
+"""`CyclicLR` drives an optimizer's learning rate (and momentum) from a schedule;
+`OneCycleLR` does so with 1cycle over exactly one `fit`."""
 
 import keras
 import numpy as np
@@ -7,8 +8,13 @@ from keras import ops
 
 from keras_clr import _checks
 from keras_clr._in_graph import Installation, claim
-from keras_clr._optimizer import current_step, learning_rate_variable, sync_host_state
-from keras_clr.schedules import CyclicalLearningRate
+from keras_clr._optimizer import (
+    current_step,
+    inner_optimizer,
+    learning_rate_variable,
+    sync_host_state,
+)
+from keras_clr.schedules import CyclicalLearningRate, OneCycle
 
 
 class CyclicLR(keras.callbacks.Callback):
@@ -123,6 +129,11 @@ class CyclicLR(keras.callbacks.Callback):
         )
         self.verbose = verbose
         self._steps = np.arange(0)
+        self._offset = 0  # the schedule's step 0 is this optimizer step
+
+    def _lr(self, step):
+        """The schedule at optimizer step `step` (a tensor, traced)."""
+        return self.schedule(step - self._offset)
 
     # on_train_batch_end only touches that batch's logs (in custom loops), so
     # Keras may run it on its callback thread without waiting.
@@ -137,14 +148,19 @@ class CyclicLR(keras.callbacks.Callback):
     def history(self):
         """One row per optimizer update of the last `fit`: step, learning_rate
         and, when cycled, momentum."""
-        history = pd.DataFrame({"step": self._steps, "learning_rate": _host_lrs(
-            self.schedule, self._steps)})
+        history = pd.DataFrame({"step": self._steps,
+                                "learning_rate": self._host_lr(self._steps)})
         if self.cycles_momentum:
             history["momentum"] = self._momentum_at(self._steps)
         return history
 
+    def _host_lr(self, step):
+        """The schedule at optimizer step(s) `step`, as float64 NumPy."""
+        return _host_lrs(self.schedule, np.asarray(step) - self._offset)
+
     def _momentum_at(self, step):
-        return self.schedule.momentum_values(step, self.base_momentum, self.max_momentum)
+        return self.schedule.momentum_values(np.asarray(step) - self._offset,
+                                             self.base_momentum, self.max_momentum)
 
     def on_train_begin(self, logs=None):
         learning_rate_variable(self.model, "CyclicLR")
@@ -157,7 +173,7 @@ class CyclicLR(keras.callbacks.Callback):
             momentum_fn = self._momentum_fn()
             host_momentum = lambda step: float(self._momentum_at(step))  # noqa: E731
         self._installation = Installation(
-            self.model, self, None if self._host_route else self.schedule,
+            self.model, self, None if self._host_route else self._lr,
             momentum_fn, host_momentum,
         )
         self._first_step = None  # read at the first epoch begin, after any restore
@@ -168,7 +184,7 @@ class CyclicLR(keras.callbacks.Callback):
         """`(step, learning_rate) -> momentum` for the compiled step."""
         if not self._host_route:
             return lambda step, learning_rate: self.schedule.momentum(
-                step, self.base_momentum, self.max_momentum)
+                step - self._offset, self.base_momentum, self.max_momentum)
         # The host writes only the LR; momentum follows it (same cycle, inverted).
         schedule, base, top = self.schedule, self.base_momentum, self.max_momentum
         span = schedule.max_lr - schedule.base_lr
@@ -189,7 +205,7 @@ class CyclicLR(keras.callbacks.Callback):
             sync_host_state(self.model)
             step = current_step(self.model)
             if self._host_route or self._first_batch:
-                installation.set_learning_rate(float(_host_lrs(self.schedule, step)))
+                installation.set_learning_rate(float(self._host_lr(step)))
             if self.cycles_momentum and installation.eager_momentum:
                 installation.set_momentum(self._momentum_at(step))
 
@@ -202,7 +218,7 @@ class CyclicLR(keras.callbacks.Callback):
             self._add_to_logs(logs, current_step(self.model) - 1)
 
     def _add_to_logs(self, logs, step):
-        logs["learning_rate"] = float(_host_lrs(self.schedule, step))
+        logs["learning_rate"] = float(self._host_lr(step))
         if self.cycles_momentum:
             logs["momentum"] = float(self._momentum_at(step))
 
@@ -230,6 +246,81 @@ class CyclicLR(keras.callbacks.Callback):
         self._steps = np.arange(first, end)
         installation.remove()
         installation.check_learning_rate(self._expected_lr, "CyclicLR")
+
+
+class OneCycleLR(CyclicLR):
+    """1cycle over exactly the steps of one `fit`, without counting them by hand.
+
+    At the start of `fit` the callback builds `OneCycle(max_lr, total_steps)`
+    with `total_steps` = epochs x steps per epoch (divided by the optimizer's
+    `gradient_accumulation_steps`; `steps_per_execution` changes nothing),
+    and the cycle starts at this fit's first step, also for a model trained
+    before. A run resumed by `BackupAndRestore` continues the same cycle. As
+    PyTorch's `OneCycleLR`, it cycles momentum (or `beta_1`) inversely,
+    from `max_momentum` down to `base_momentum` and back.
+
+    Args:
+        max_lr: Peak learning rate, > 0.
+        pct_start: Fraction of the steps spent warming up. Defaults to 0.3.
+        div_factor: The first LR is `max_lr / div_factor`. Defaults to 25.
+        final_div_factor: The last LR is `max_lr / div_factor /
+            final_div_factor`. Defaults to 1e4.
+        anneal_strategy: `"cos"` or `"linear"`. Defaults to `"cos"`.
+        three_phase: As in `OneCycle`. Defaults to False.
+        cycle_momentum: True, False or `"auto"`: cycle where the optimizer
+            has a `beta_1` or a `momentum` > 0. Defaults to `"auto"`.
+        base_momentum: Momentum at the LR's peak. Defaults to 0.85.
+        max_momentum: Momentum at the start and the end. Defaults to 0.95.
+        verbose: As in `CyclicLR`.
+
+    Raises:
+        ValueError: Bad arguments; at train begin, data of unknown length
+            (pass `steps_per_epoch` to `fit`) or a fit too short for the
+            phases.
+
+    Examples:
+        >>> one_cycle = OneCycleLR(max_lr=0.05)
+        >>> # model.fit(x, y, epochs=10, callbacks=[one_cycle])
+    """
+
+    def __init__(self, max_lr, *, pct_start=0.3, div_factor=25.0, final_div_factor=1e4,
+                 anneal_strategy="cos", three_phase=False, cycle_momentum="auto",
+                 base_momentum=0.85, max_momentum=0.95, verbose=0):
+        self._cycle = dict(max_lr=max_lr, pct_start=pct_start, div_factor=div_factor,
+                           final_div_factor=final_div_factor, anneal_strategy=anneal_strategy,
+                           three_phase=three_phase)
+        # Checks every argument now; the real cycle is built when fit starts.
+        planned = OneCycle(total_steps=1_000_000, **self._cycle)
+        self.cycle_momentum = _checks.one_of("cycle_momentum", cycle_momentum,
+                                             (True, False, "auto"))
+        super().__init__(planned, base_momentum=base_momentum, max_momentum=max_momentum,
+                         verbose=verbose)
+        self._momenta = (self.base_momentum, self.max_momentum)
+
+    def on_train_begin(self, logs=None):
+        steps, epochs = self.params.get("steps"), self.params.get("epochs")
+        if not steps:
+            raise ValueError(
+                "OneCycleLR builds its cycle from the length of this `fit`, but the data "
+                "has no length: pass `steps_per_epoch` to `fit`, or use "
+                "`CyclicLR(OneCycle(max_lr, total_steps))`. Received: steps=None"
+            )
+        optimizer = inner_optimizer(self.model)
+        accumulation = optimizer.gradient_accumulation_steps or 1
+        self._updates_per_epoch = steps / accumulation
+        self.schedule = OneCycle(total_steps=max(1, steps * epochs // accumulation),
+                                 **self._cycle)
+        cycle = self.cycle_momentum
+        if cycle == "auto":
+            cycle = isinstance(getattr(optimizer, "beta_1", None), float) or bool(
+                getattr(optimizer, "momentum", 0))
+        self.base_momentum, self.max_momentum = self._momenta if cycle else (None, None)
+        super().on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_step is None:  # this fit's first epoch, after any restore
+            self._offset = current_step(self.model) - int(epoch * self._updates_per_epoch)
+        super().on_epoch_begin(epoch, logs)
 
 
 def _traces(schedule):

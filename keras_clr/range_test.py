@@ -7,6 +7,7 @@ a plot.
 """
 
 import math
+import sys
 
 import keras
 import numpy as np
@@ -32,6 +33,43 @@ ACCURACY_METRICS = (
 # Without `epochs` or `num_steps`, a sweep takes this many steps (as fastai's
 # `lr_find`): enough for a curve, cheap enough to run before every training.
 DEFAULT_NUM_STEPS = 100
+# Without bounds, an exponential sweep wide enough for any optimizer (fastai's
+# range); it stops itself once the loss diverges.
+DEFAULT_START_LR = 1e-7
+DEFAULT_END_LR = 10.0
+
+
+def sweep_range(start_lr=None, end_lr=None, mode=None):
+    """Checks a sweep's `(start_lr, end_lr, mode)`, filling in the defaults.
+
+    Without bounds the sweep is exponential from 1e-7 to 10. With both bounds
+    and no `mode` it is linear (Smith's test, and this function's default
+    before the LR bounds became optional).
+
+    Examples:
+        >>> sweep_range()
+        (1e-07, 10.0, 'exponential')
+        >>> sweep_range(0.001, 0.1)
+        (0.001, 0.1, 'linear')
+    """
+    if mode is None:
+        mode = "linear" if start_lr is not None and end_lr is not None else "exponential"
+    _checks.one_of("mode", mode, SWEEP_MODES)
+    if mode == "linear" and (start_lr is None or end_lr is None):
+        raise ValueError(
+            "A linear sweep needs both bounds, since it spends its steps evenly between "
+            "them: pass `start_lr` and `end_lr`, or use mode='exponential'. Received: "
+            f"start_lr={start_lr!r}, end_lr={end_lr!r}, mode='linear'"
+        )
+    start_lr = DEFAULT_START_LR if start_lr is None else start_lr
+    end_lr = DEFAULT_END_LR if end_lr is None else end_lr
+    if mode == "exponential":
+        start_lr = _checks.positive_number("start_lr", start_lr)
+    else:
+        start_lr = _checks.non_negative_number("start_lr", start_lr)
+    end_lr = _checks.positive_number("end_lr", end_lr)
+    _checks.greater("end_lr", end_lr, "start_lr", start_lr)
+    return start_lr, end_lr, mode
 
 
 def sweep_learning_rates(start_lr, end_lr, num_steps, mode="linear"):
@@ -65,55 +103,98 @@ def _sweep_fn(start_lr, end_lr, num_steps, mode, first_step):
 
 
 class RangeTestResult:
-    """The curves of one sweep, and what to make of them.
+    """The curves of one or more sweeps, and what to make of them.
 
     Attributes:
-        history: pandas DataFrame, one row per step: `step`, `learning_rate`,
-            `loss`, each compiled metric for that batch alone, and `val_*`
-            columns on the steps where validation data was evaluated.
+        history: pandas DataFrame, one row per batch: `step` (the sweep step
+            whose LR the batch used), `learning_rate`, `loss`, each compiled
+            metric for that batch alone, `val_*` columns on the steps where
+            validation data was evaluated and, after several sweeps
+            (`repeats`), `repeat`. Under gradient accumulation (and after a
+            step skipped by a `LossScaleOptimizer`) several rows share a step.
         mode: `"linear"` or `"exponential"`.
         start_lr: The sweep's first LR.
         end_lr: The sweep's last LR.
-        num_steps: Steps planned for the sweep.
-        stop_reason: `"finished"`, `"diverged"` (smoothed loss past
-            `stop_factor` x its best), `"nan"` (loss NaN or infinite) or
-            `"fit ended"` (`fit` ran out of data or was stopped by another
-            callback first).
+        num_steps: Steps planned for each sweep.
+        stop_reason: Why the (first) sweep stopped: `"finished"`,
+            `"diverged"` (smoothed loss past `stop_factor` x its best), `"nan"`
+            (loss NaN or infinite) or `"fit ended"` (`fit` ran out of data or
+            was stopped by another callback first).
+        stop_reasons: One per sweep.
     """
 
     def __init__(self, history, mode, start_lr, end_lr, num_steps=None,
-                 stop_reason="finished"):
+                 stop_reason="finished", stop_reasons=None):
         self.history = history
         self.mode = mode
         self.start_lr = start_lr
         self.end_lr = end_lr
         self.num_steps = len(history) if num_steps is None else num_steps
-        self.stop_reason = stop_reason
+        self.stop_reasons = tuple(stop_reasons or (stop_reason,))
+        self.stop_reason = self.stop_reasons[0]
+
+    @property
+    def repeats(self):
+        """The number of sweeps."""
+        return len(self.stop_reasons)
 
     def __repr__(self):
+        sweeps = f"{self.repeats} sweeps, " if self.repeats > 1 else ""
         return (
-            f"RangeTestResult({len(self.history)} of {self.num_steps} steps, {self.mode} "
-            f"sweep {self.start_lr:g} -> {self.end_lr:g}, {self.stop_reason})"
+            f"RangeTestResult({sweeps}{len(self.history)} rows of {self.num_steps} steps, "
+            f"{self.mode} sweep {self.start_lr:g} -> {self.end_lr:g}, "
+            f"{', '.join(self.stop_reasons)})"
         )
 
     def default_metric(self):
-        """Held-out accuracy, else training accuracy, else val_loss, else loss."""
+        """Held-out accuracy, else training accuracy, else val_loss, else loss.
+
+        A model with several accuracies (one per output) is read by its
+        total loss: one output's accuracy would ignore the others.
+        """
         columns = [c for c in self.history.columns if self.history[c].notna().sum() >= 5]
         for prefix in ("val_", ""):
-            for name in ACCURACY_METRICS:
-                if prefix + name in columns:
-                    return prefix + name
+            accuracies = [c for c in columns
+                          if c.startswith(prefix) and _is_accuracy(c.removeprefix(prefix))]
+            if len(accuracies) == 1:
+                return accuracies[0]
+            if len(accuracies) > 1:
+                break
         return "val_loss" if "val_loss" in columns else "loss"
 
+    def curve(self, metric):
+        """`(lrs, values)`: one point per sweep step, as the bound rules read it.
+
+        Rows that share a step (gradient accumulation, a skipped update) are
+        averaged; over several sweeps, each step's point is their median.
+        """
+        self._check_metric(metric)
+        rows = self.history.dropna(subset=[metric])
+        per_step = rows.groupby(["repeat", "step"] if "repeat" in rows else ["step"])
+        points = per_step[["learning_rate", metric]].mean()
+        if "repeat" in rows:
+            points = points.groupby("step").median()
+        return points["learning_rate"].to_numpy(), points[metric].to_numpy()
+
+    def _check_metric(self, metric):
+        if metric not in self.history.columns or metric in ("step", "learning_rate", "repeat"):
+            names = [c for c in self.history.columns
+                     if c not in ("step", "learning_rate", "repeat")]
+            raise ValueError(
+                f"Argument `metric` must be one of the recorded columns {names}. "
+                f"Received: metric={metric!r}"
+            )
+
     def suggest_bounds(self, metric=None, method=None, window=None):
-        """Suggests `base_lr` and `max_lr` from one curve of the sweep.
+        """Suggests `base_lr` and `max_lr` from one curve of the sweep(s).
 
         Args:
             metric: Column to read. Defaults to `default_metric()`.
             method: `"accuracy"` (Smith's rule: start and end of the rise)
                 for accuracy metrics, or a loss rule: `"valley"`,
                 `"steepest"`, `"minimum"`. Defaults to `"accuracy"` for
-                accuracy metrics and `"valley"` otherwise.
+                accuracy metrics (`accuracy`, `val_digit_accuracy`, ...) and
+                `"valley"` otherwise.
             window: Width of the centered moving average. Defaults to about
                 5% of the points.
 
@@ -125,23 +206,34 @@ class RangeTestResult:
                 or noisy to read (the message says which).
         """
         metric = self.default_metric() if metric is None else metric
-        if metric not in self.history.columns or metric in ("step", "learning_rate"):
-            names = [c for c in self.history.columns if c not in ("step", "learning_rate")]
-            raise ValueError(
-                f"Argument `metric` must be one of the recorded columns {names}. "
-                f"Received: metric={metric!r}"
-            )
+        lrs, values = self.curve(metric)
         if method is None:
             method = "accuracy" if _is_accuracy(metric) else "valley"
         _checks.one_of("method", method, bounds.METHODS)
-        return bounds.suggest(
-            self.history["learning_rate"].to_numpy(),
-            self.history[metric].to_numpy(),
-            method,
-            metric,
-            window=window,
-            log_scale=self.mode == "exponential",
-        )
+        return bounds.suggest(lrs, values, method, metric, window=window,
+                              log_scale=self.mode == "exponential")
+
+    def suggestion_spread(self, metric=None, method=None):
+        """Each sweep's own suggestion, as a DataFrame (one row per `repeat`).
+
+        Columns `base_lr`, `max_lr` (NaN where that sweep's curve was refused)
+        and `refused` (the reason, or None): how much the bounds move from
+        sweep to sweep.
+        """
+        metric = self.default_metric() if metric is None else metric
+        rows = []
+        groups = self.history.groupby("repeat") if "repeat" in self.history else [(0, self.history)]
+        for repeat, history in groups:
+            single = RangeTestResult(history.drop(columns="repeat", errors="ignore"), self.mode,
+                                     self.start_lr, self.end_lr, self.num_steps)
+            try:
+                found = single.suggest_bounds(metric=metric, method=method)
+                rows.append({"repeat": repeat, "base_lr": found.base_lr,
+                             "max_lr": found.max_lr, "refused": None})
+            except ValueError as error:
+                rows.append({"repeat": repeat, "base_lr": np.nan, "max_lr": np.nan,
+                             "refused": str(error)})
+        return pd.DataFrame(rows)
 
     def schedule(self, mode="triangular2", *, step_size, metric=None, method=None,
                  bounds=None, **kwargs):
@@ -184,7 +276,9 @@ class RangeTestResult:
 
 
 def _is_accuracy(metric):
-    return metric.removeprefix("val_") in ACCURACY_METRICS
+    """`accuracy`, `val_acc`, `digit_accuracy` (a named output's) ... ."""
+    name = metric.removeprefix("val_")
+    return any(name == known or name.endswith("_" + known) for known in ACCURACY_METRICS)
 
 
 class RangeTestCallback(keras.callbacks.Callback):
@@ -207,10 +301,13 @@ class RangeTestCallback(keras.callbacks.Callback):
 
     Args:
         start_lr: First LR, finite and >= 0 (> 0 for an exponential sweep).
-        end_lr: Last LR, > `start_lr`.
-        num_steps: Steps in the sweep, >= 2. Defaults to the whole `fit`
-            (epochs x steps per epoch).
-        mode: `"linear"` or `"exponential"`. Defaults to `"linear"`.
+            Defaults to 1e-7.
+        end_lr: Last LR, > `start_lr`. Defaults to 10.
+        num_steps: Steps in the sweep (optimizer updates), >= 2. Defaults to
+            the whole `fit` (epochs x steps per epoch, divided by the
+            optimizer's `gradient_accumulation_steps`).
+        mode: `"linear"` or `"exponential"`. Defaults to `"linear"` when both
+            bounds are given, else `"exponential"` (see `sweep_range`).
         stop_factor: Divergence threshold, > 1. Defaults to 4.
         validation_data: Held-out data, as for `fit`, evaluated every
             `eval_every` steps into `val_*` columns.
@@ -225,22 +322,16 @@ class RangeTestCallback(keras.callbacks.Callback):
 
     def __init__(
         self,
-        start_lr,
-        end_lr,
+        start_lr=None,
+        end_lr=None,
         num_steps=None,
-        mode="linear",
+        mode=None,
         stop_factor=4.0,
         validation_data=None,
         eval_every=None,
     ):
         super().__init__()
-        self.mode = _checks.one_of("mode", mode, SWEEP_MODES)
-        if mode == "exponential":
-            self.start_lr = _checks.positive_number("start_lr", start_lr)
-        else:
-            self.start_lr = _checks.non_negative_number("start_lr", start_lr)
-        self.end_lr = _checks.positive_number("end_lr", end_lr)
-        _checks.greater("end_lr", self.end_lr, "start_lr", self.start_lr)
+        self.start_lr, self.end_lr, self.mode = sweep_range(start_lr, end_lr, mode)
         if num_steps is not None:
             num_steps = _checks.positive_int("num_steps", num_steps)
             if num_steps < 2:
@@ -404,53 +495,69 @@ def lr_range_test(
     x,
     y=None,
     *,
-    start_lr,
-    end_lr,
+    start_lr=None,
+    end_lr=None,
     epochs=None,
     num_steps=None,
-    mode="linear",
+    mode=None,
     stop_factor=4.0,
     eval_every=None,
+    repeats=1,
+    seed=None,
+    verbose="auto",
     **fit_kwargs,
 ):
     """Runs an LR range test on `model` and leaves the model exactly as it was.
 
     The sweep runs through `model.fit(x, y, **fit_kwargs)` (arrays, `tf.data`,
-    `PyDataset`; `batch_size`, `callbacks`, `shuffle`, `verbose` ... pass
-    through). Afterwards the model's variables, every optimizer variable
-    (iterations, momenta, Adam moments, loss-scale state) and the LR are
-    restored bit for bit from a copy in memory, whether the sweep finished,
-    diverged, hit NaN, or was stopped by an exception or Ctrl-C.
+    `PyDataset`; `batch_size`, `callbacks`, `shuffle`, `sample_weight` ...
+    pass through). Afterwards the model's variables, every optimizer
+    variable (iterations, momenta, Adam moments, loss-scale state) and the LR
+    are restored bit for bit from a copy in memory, whether the sweep
+    finished, diverged, hit NaN, or was stopped by an exception or Ctrl-C.
 
     Args:
         model: A built, compiled Keras model whose optimizer has a float
             learning rate.
         x: Training inputs, as for `fit` (arrays, `tf.data`, `PyDataset`).
         y: Training targets, as for `fit`.
-        start_lr: The sweep's first LR.
-        end_lr: The sweep's last LR.
+        start_lr: The sweep's first LR. Defaults to 1e-7.
+        end_lr: The sweep's last LR. Defaults to 10; the sweep stops by
+            itself once the loss diverges.
         epochs: Epochs to sweep over. Defaults to enough epochs for
             `num_steps`.
-        num_steps: Steps in the sweep. Defaults to all steps of `epochs`,
-            or to 100 when neither is given.
+        num_steps: Steps (optimizer updates) in the sweep. Defaults to all
+            steps of `epochs`, or to 100 when neither is given.
         mode: `"linear"` (Smith's test) or `"exponential"` (fastai's).
+            Defaults to `"linear"` when both bounds are given, else
+            `"exponential"` (see `sweep_range`).
         stop_factor: Stop when the smoothed loss exceeds this many times its
             best value. Defaults to 4.
         eval_every: With `validation_data=...` among `fit_kwargs`, evaluate it
             every this many steps into `val_*` columns (instead of once per
             epoch). Smith's test reads held-out accuracy.
-        **fit_kwargs: Passed to `model.fit`. `verbose` defaults to 0.
+        repeats: Sweeps to run, each from the same restored state; the
+            suggestion reads their median curve and `suggestion_spread()`
+            shows how far the sweeps' own suggestions differ. Defaults to 1.
+        seed: With an int, `keras.utils.set_random_seed(seed + i)` before
+            sweep `i` (the process-wide Python, NumPy and backend seeds), so
+            the same call gives the same curves and bounds. Defaults to None
+            (not seeded).
+        verbose: As in `fit`: 0 silent, 1 a progress bar (with the LR and
+            the loss) and the suggestion at the end. Defaults to `"auto"`:
+            1 in a terminal or notebook, else 0.
+        **fit_kwargs: Passed to `model.fit`.
 
     Returns:
         A `RangeTestResult`.
 
     Raises:
         ValueError: Bad sweep arguments, a model that is not compiled or not
-            built, or an optimizer built with a schedule.
+            built, data with no batches, or an optimizer built with a
+            schedule.
 
     Examples:
-        >>> # result = lr_range_test(model, x, y, start_lr=1e-4, end_lr=1.0,
-        >>> #                        mode="exponential", batch_size=64)
+        >>> # result = lr_range_test(model, x, y, batch_size=64)
         >>> # result.suggest_bounds(); result.plot()
     """
     if not getattr(model, "compiled", False) or model.optimizer is None:
@@ -463,6 +570,10 @@ def lr_range_test(
             f"lr_range_test needs a built model so its state can be restored: give "
             f"it an `Input` or call it on a batch first. Received: model={model.name!r}"
         )
+    repeats = _checks.positive_int("repeats", repeats)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"Argument `seed` must be an int or None. Received: seed={seed!r}")
+    verbose = _resolve_verbose(verbose)
     remove_stale(model)  # left by a `fit` that raised: measure the model's own state
     if epochs is not None:
         epochs = _checks.positive_int("epochs", epochs)
@@ -471,25 +582,67 @@ def lr_range_test(
         batches = _checks.positive_int("num_steps", num_steps) * _accumulation(model)
         epochs = math.ceil(batches / _steps_per_epoch(x, fit_kwargs))
     validation_data = fit_kwargs.pop("validation_data", None) if eval_every else None
-    sweep = RangeTestCallback(
-        start_lr, end_lr, num_steps=num_steps, mode=mode, stop_factor=stop_factor,
-        validation_data=validation_data, eval_every=eval_every,
-    )
+    sweeps = [
+        RangeTestCallback(start_lr, end_lr, num_steps=num_steps, mode=mode,
+                          stop_factor=stop_factor, validation_data=validation_data,
+                          eval_every=eval_every)
+        for _ in range(repeats)
+    ]
     refuse_multi_step_execution(model, "lr_range_test")
     learning_rate_variable(model, "lr_range_test")
-    fit_kwargs.setdefault("verbose", 0)
-    fit_kwargs["callbacks"] = [sweep, *(fit_kwargs.get("callbacks") or [])]
+    callbacks = list(fit_kwargs.pop("callbacks", None) or [])
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)  # so all its state can be saved
     saved = [(v, np.array(v.numpy(), copy=True)) for v in _state_variables(model)]
     try:
-        model.fit(x, y, epochs=epochs, **fit_kwargs)
+        for repeat, sweep in enumerate(sweeps):
+            if seed is not None:
+                keras.utils.set_random_seed(seed + repeat)
+            model.fit(x, y, epochs=epochs, callbacks=[sweep, *callbacks], verbose=verbose,
+                      **fit_kwargs)
+            _restore(model, saved)
     finally:
-        sweep.remove_sweep()  # Keras skips on_train_end when fit raises
-        for variable, value in saved:
-            variable.assign(value)
-        model.stop_training = False
-    return sweep.result
+        for sweep in sweeps:
+            sweep.remove_sweep()  # Keras skips on_train_end when fit raises
+        _restore(model, saved)
+    result = _combine([sweep.result for sweep in sweeps])
+    if verbose:
+        print(describe_suggestion(result))
+    return result
+
+
+def describe_suggestion(result):
+    """One line: the suggested bounds, or why there are none."""
+    try:
+        found = result.suggest_bounds()
+    except ValueError as error:
+        return f"No bounds suggested: {error}"
+    return (f"Suggested base_lr={found.base_lr:.3g} max_lr={found.max_lr:.3g} "
+            f"({found.method} rule on {found.metric}; {result!r})")
+
+
+def _resolve_verbose(verbose):
+    if verbose != "auto":
+        return verbose
+    interactive = sys.stdout is not None and sys.stdout.isatty()
+    return 1 if interactive or "ipykernel" in sys.modules else 0
+
+
+def _restore(model, saved):
+    for variable, value in saved:
+        variable.assign(value)
+    model.stop_training = False
+
+
+def _combine(results):
+    """One `RangeTestResult` from several sweeps (a `repeat` column)."""
+    first = results[0]
+    if len(results) == 1:
+        return first
+    history = pd.concat([result.history.assign(repeat=repeat)
+                         for repeat, result in enumerate(results)], ignore_index=True)
+    return RangeTestResult(history, first.mode, first.start_lr, first.end_lr, first.num_steps,
+                           stop_reasons=[result.stop_reason for result in results])
 
 
 def _state_variables(model):

@@ -1,0 +1,55 @@
+"""One call from a compiled model to a trained one: `fit_one_cycle`."""
+
+from keras_clr.callbacks import OneCycleLR
+from keras_clr.range_test import lr_range_test
+
+# The `fit` arguments that describe the data, shared with the range test.
+_DATA_ARGUMENTS = ("batch_size", "sample_weight", "class_weight", "shuffle",
+                   "validation_data", "steps_per_epoch")
+
+
+def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **fit_kwargs):
+    """Trains `model` with 1cycle, finding `max_lr` with a range test first.
+
+    Without `max_lr`, `lr_range_test` runs on the same data (reading
+    `validation_data` when given) and its suggestion sets the cycle: `max_lr`
+    and `div_factor = max_lr / base_lr`. Then `model.fit` trains with
+    `OneCycleLR` over exactly the steps of this fit (epochs x steps per
+    epoch, gradient accumulation and `steps_per_execution` accounted for),
+    cycling momentum or `beta_1` where the optimizer has one.
+
+    Args:
+        model: A built, compiled model whose optimizer has a float LR.
+        x: Training inputs, as for `fit`.
+        y: Training targets, as for `fit`.
+        epochs: Epochs to train.
+        max_lr: The cycle's peak. Defaults to the range test's suggestion.
+        range_test: Optional dict of `lr_range_test` arguments (`num_steps`,
+            `seed`, `repeats`, ...).
+        **fit_kwargs: Passed to `model.fit` (`batch_size`, `callbacks`,
+            `validation_data`, ...); the data arguments also to the range test.
+
+    Returns:
+        The `History` of the fit, with `learning_rate` per epoch, and with
+        the range test's `RangeTestResult` as `history.range_test` (None
+        when `max_lr` was given).
+
+    Raises:
+        ValueError: The range test found no trustworthy bounds (the message
+            says why; pass `max_lr`), or what `fit` and `OneCycleLR` raise.
+
+    Examples:
+        >>> # history = fit_one_cycle(model, x, y, epochs=10, batch_size=64)
+        >>> # history.range_test.plot(); history.history["val_accuracy"]
+    """
+    result, cycle = None, {}
+    if max_lr is None:
+        shared = {name: fit_kwargs[name] for name in _DATA_ARGUMENTS if name in fit_kwargs}
+        result = lr_range_test(model, x, y, **{**shared, **(range_test or {})})
+        found = result.suggest_bounds()
+        max_lr, cycle["div_factor"] = found.max_lr, found.max_lr / found.base_lr
+    callback = OneCycleLR(max_lr, **cycle)
+    callbacks = [callback, *(fit_kwargs.pop("callbacks", None) or [])]
+    history = model.fit(x, y, epochs=epochs, callbacks=callbacks, **fit_kwargs)
+    history.range_test = result
+    return history

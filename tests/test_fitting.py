@@ -1,0 +1,139 @@
+"""`OneCycleLR` (1cycle sized by the fit itself) and `fit_one_cycle` (range test -> 1cycle)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.datasets import load_digits
+
+from keras_clr import OneCycle, OneCycleLR, fit_one_cycle
+from tests.conftest import (
+    PROBE_TOLERANCE,
+    WeightRecorder,
+    probe_data,
+    probe_model,
+    sgd_momentum_deltas,
+)
+
+
+def fit(model, steps, callbacks, batch_size=4, **kwargs):
+    recorder = WeightRecorder()
+    model.fit(*probe_data(steps, batch_size), batch_size=batch_size, shuffle=False, verbose=0,
+              callbacks=[*callbacks, recorder], **kwargs)
+    return recorder
+
+
+def test_the_cycle_spans_exactly_this_fit_from_its_first_step():
+    model = probe_model(keras.optimizers.SGD(0.01))
+    fit(model, 5, [])  # trained before: the optimizer is at step 5
+    callback = OneCycleLR(max_lr=1.0, cycle_momentum=False)
+    recorder = fit(model, 6, [callback], epochs=3)
+    expected = OneCycle(1.0, total_steps=18).values(np.arange(18))
+    recorder.assert_learning_rates(expected)
+    assert callback.history["step"].tolist() == list(range(5, 23))
+    np.testing.assert_allclose(callback.history["learning_rate"], expected)
+
+
+def test_gradient_accumulation_counts_updates():
+    model = probe_model(keras.optimizers.SGD(0.01, gradient_accumulation_steps=2))
+    callback = OneCycleLR(max_lr=1.0, cycle_momentum=False)
+    recorder = fit(model, 6, [callback], epochs=2)  # 12 batches, 6 updates
+    applied = -recorder.deltas[1::2]
+    np.testing.assert_allclose(applied, OneCycle(1.0, 6).values(np.arange(6)), **PROBE_TOLERANCE)
+
+
+@pytest.mark.backends("tensorflow", "jax")  # Keras' torch backend refuses steps_per_execution > 1
+def test_steps_per_execution_counts_every_step():
+    model = probe_model(keras.optimizers.SGD(0.01), steps_per_execution=3)
+    recorder = fit(model, 6, [OneCycleLR(max_lr=1.0, cycle_momentum=False)], epochs=2)
+    lrs = OneCycle(1.0, 12).values(np.arange(12))
+    np.testing.assert_allclose(-recorder.deltas, lrs.reshape(4, 3).sum(axis=1),
+                               **PROBE_TOLERANCE)
+
+
+def test_momentum_is_cycled_where_the_optimizer_has_it():
+    model = probe_model(keras.optimizers.SGD(0.01, momentum=0.9))
+    callback = OneCycleLR(max_lr=0.5)
+    recorder = fit(model, 5, [callback], epochs=2)
+    schedule = OneCycle(0.5, 10)
+    momenta = schedule.momentum_values(np.arange(10), 0.85, 0.95)
+    np.testing.assert_allclose(callback.history["momentum"], momenta)
+    np.testing.assert_allclose(
+        recorder.deltas, sgd_momentum_deltas(schedule.values(np.arange(10)), momenta),
+        **PROBE_TOLERANCE)
+    plain = probe_model(keras.optimizers.SGD(0.01))  # momentum=0: plain SGD stays plain
+    callback = OneCycleLR(max_lr=0.5)
+    fit(plain, 5, [callback], epochs=2)
+    assert "momentum" not in callback.history and plain.optimizer.momentum == 0.0
+
+
+def test_data_of_unknown_length_needs_steps_per_epoch():
+    x, y = probe_data(6)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(4)
+    with pytest.raises(ValueError, match="pass `steps_per_epoch`"):
+        probe_model(keras.optimizers.SGD(0.01)).fit(data, epochs=2, verbose=0,
+                                                    callbacks=[OneCycleLR(1.0)])
+
+
+def test_resumed_run_continues_the_same_cycle(tmp_path):
+    class CrashAt(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) == 9:
+                raise RuntimeError("simulated crash")
+
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    model = probe_model(keras.optimizers.SGD(0.01))
+    with pytest.raises(RuntimeError):
+        fit(model, 4, [OneCycleLR(1.0, cycle_momentum=False), backup, CrashAt()], epochs=4)
+    model = probe_model(keras.optimizers.SGD(0.01))  # a new process: state from the backup
+    recorder = fit(model, 4, [OneCycleLR(1.0, cycle_momentum=False), backup], epochs=4)
+    recorder.assert_learning_rates(OneCycle(1.0, 16).values(np.arange(8, 16)))
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(max_lr=0), "max_lr=0"),
+    (dict(max_lr=0.1, pct_start=1.5), "pct_start=1.5"),
+    (dict(max_lr=0.1, cycle_momentum="yes"), "cycle_momentum='yes'"),
+    (dict(max_lr=0.1, base_momentum=0.99), "base_momentum=0.99, max_momentum=0.95"),
+])
+def test_bad_arguments(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        OneCycleLR(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    return (x / 16.0).astype("float32"), y.astype("int32")
+
+
+def mlp(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(10)])
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def test_fit_one_cycle_finds_max_lr_then_trains_one_cycle(digits):
+    x, y = digits
+    model = mlp()
+    history = fit_one_cycle(model, x[:1200], y[:1200], epochs=3, batch_size=64, verbose=0,
+                            validation_data=(x[1200:], y[1200:]), range_test=dict(seed=0))
+    found = history.range_test.suggest_bounds()
+    steps = 3 * int(np.ceil(1200 / 64))
+    expected = OneCycle(found.max_lr, steps, div_factor=found.max_lr / found.base_lr)
+    np.testing.assert_allclose(history.history["learning_rate"],
+                               expected.values([steps // 3 - 1, 2 * steps // 3 - 1, steps - 1]),
+                               rtol=1e-5)
+    assert history.history["val_accuracy"][-1] > 0.8
+    assert int(model.optimizer.iterations.numpy()) == steps, "the range test left no trace"
+
+
+def test_fit_one_cycle_with_max_lr_runs_no_range_test(digits):
+    x, y = digits
+    history = fit_one_cycle(mlp(), x, y, epochs=1, max_lr=0.1, batch_size=128, verbose=0)
+    assert history.range_test is None
+    assert history.history["learning_rate"] == pytest.approx([0.1 / 25 / 1e4], rel=1e-4)
