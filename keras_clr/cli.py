@@ -191,7 +191,7 @@ def _add_range_test(commands):
     sweep.add_argument("--start-lr", type=positive_float, default=1e-5, help="default: 1e-5")
     sweep.add_argument("--end-lr", type=positive_float, default=10.0, help="default: 10")
     sweep.add_argument("--mode", default="exponential", choices=("exponential", "linear"),
-                       help="exponential or linear (default: exponential)")
+                       metavar="MODE", help="exponential or linear (default: exponential)")
     sweep.add_argument("--epochs", type=positive_int,
                        help=f"epochs to sweep over, at most {MAX_SWEEP_STEPS} steps in all "
                        f"(default: {DEFAULT_SWEEP_STEPS} steps)")
