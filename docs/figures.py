@@ -26,7 +26,7 @@ IMAGES = pathlib.Path(__file__).parent / "images"
 
 
 def policies():
-    figure, axes = plt.subplots(2, 2, figsize=(10, 6), constrained_layout=True)
+    figure, axes = plt.subplots(2, 2, figsize=(12, 6.5), layout="constrained")
     schedules = [
         CyclicalLearningRate(0.001, 0.006, 200, mode="triangular"),
         CyclicalLearningRate(0.001, 0.006, 200, mode="triangular2"),
@@ -54,10 +54,8 @@ def range_test():
         model, x[:1400], y[:1400], start_lr=1e-4, end_lr=10.0, epochs=8, mode="exponential",
         batch_size=32, validation_data=(x[1400:], y[1400:]), eval_every=10,
     )
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    result.plot(ax=axes[0])
-    result.plot(ax=axes[1], metric="loss")
-    figure.savefig(IMAGES / "range_test.png", dpi=90)
+    ax = result.plot()  # validation accuracy and the loss, with the bounds on both
+    ax.figure.savefig(IMAGES / "range_test.png", dpi=90)
     print(result.suggest_bounds())
 
 

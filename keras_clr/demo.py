@@ -110,7 +110,12 @@ def run_demo(out_dir, quick=False, seed=0, log=print):
     runs = {}
     log(f"[2/4] fixed LR: {len(budget.fixed_grid)}-point grid "
         f"{list(budget.fixed_grid)}, {budget.epochs} epochs each")
-    grid = {lr: train(build_model(lr, seed), data, budget.epochs) for lr in budget.fixed_grid}
+    grid = {}
+    for lr in budget.fixed_grid:
+        grid[lr] = train(build_model(lr, seed), data, budget.epochs)
+        curves, _, seconds = grid[lr]
+        log(f"      lr={lr:g}: final val_accuracy={curves['val_accuracy'].iloc[-1]:.4f} "
+            f"({seconds:.1f} s)")
     best_lr = max(grid, key=lambda lr: grid[lr][0]["val_accuracy"].iloc[-1])
     runs["fixed"] = (f"lr={best_lr:g} (best of grid)", *grid[best_lr])
     target = runs["fixed"][1]["val_accuracy"].iloc[-1]

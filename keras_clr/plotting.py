@@ -4,17 +4,49 @@ Each takes `ax=None` (a new figure) and returns the `Axes`; none calls
 `plt.show()` or changes the backend.
 """
 
+import textwrap
+
 import numpy as np
 
 from keras_clr.bounds import smooth
+
+# Up to this many steps a schedule is drawn at every step; beyond, at this
+# many evenly spaced steps, which needs cycles of at least
+# MIN_POINTS_PER_CYCLE points to show their shape.
+MAX_POINTS = 100_000
+MIN_POINTS_PER_CYCLE = 100
+TITLE_WIDTH = 80  # characters per title line
 
 
 def _axes(ax):
     if ax is None:
         import matplotlib.pyplot as plt
 
-        _, ax = plt.subplots(figsize=(7, 4))
+        _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     return ax
+
+
+def panel_axes(ax, panels):
+    """The Axes to draw `panels` side by side on.
+
+    Args:
+        ax: `None` (a new pyplot figure), a matplotlib `Figure` or
+            `SubFigure` (the panels are added to it) or an `Axes` (only the
+            first panel is drawn, on it).
+        panels: Number of panels.
+
+    Returns:
+        A list of Axes: `panels` of them, or the one given.
+    """
+    from matplotlib.figure import FigureBase
+
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        ax = plt.figure(figsize=(5.5 * panels, 4), layout="constrained")
+    if isinstance(ax, FigureBase):
+        return list(np.atleast_1d(ax.subplots(1, panels)))
+    return [ax]
 
 
 def plot_range_test(history, metric="loss", bounds=None, log_x=False, ax=None, note=None):
@@ -23,10 +55,12 @@ def plot_range_test(history, metric="loss", bounds=None, log_x=False, ax=None, n
     Args:
         history: DataFrame with `learning_rate` and `metric` columns.
         metric: Column to draw. Defaults to `"loss"`.
-        bounds: Optional `Bounds`; its `base_lr` and `max_lr` are marked.
+        bounds: Optional `Bounds`; its `base_lr` and `max_lr` are marked (the
+            title names the curve they were read from when it is another).
         log_x: Logarithmic LR axis (for exponential sweeps).
         ax: Axes to draw on. Defaults to a new figure.
-        note: Optional text for the title (e.g. why no bounds are shown).
+        note: Optional text for the title (e.g. how the sweep ended, or why
+            no bounds are shown).
 
     Returns:
         The matplotlib `Axes`.
@@ -48,8 +82,11 @@ def plot_range_test(history, metric="loss", bounds=None, log_x=False, ax=None, n
     ax.set_ylabel(metric)
     title = f"LR range test: {metric}"
     if bounds is not None:
-        title += f" ({bounds.method} rule)"
-    ax.set_title(title if note is None else f"{title}\n{note}", fontsize=10)
+        read_from = "" if bounds.metric == metric else f" on {bounds.metric}"
+        title += f" ({bounds.method} rule{read_from})"
+    if note is not None:
+        title += "\n" + textwrap.fill(note, TITLE_WIDTH)
+    ax.set_title(title, fontsize=10)
     ax.legend(loc="best", fontsize=8)
     return ax
 
@@ -57,6 +94,10 @@ def plot_range_test(history, metric="loss", bounds=None, log_x=False, ax=None, n
 def plot_schedule(schedule, steps, ax=None, base_momentum=None, max_momentum=None,
                   label="learning rate"):
     """Draws a keras-clr schedule's LR (and inverse momentum) over `steps`.
+
+    Up to `MAX_POINTS` steps, every step is drawn; beyond, the curve is
+    sampled at `MAX_POINTS` evenly spaced steps. The title gives the
+    schedule's arguments; a legend appears once two curves share the plot.
 
     Args:
         schedule: A `CyclicalLearningRate` or `OneCycle`.
@@ -69,21 +110,76 @@ def plot_schedule(schedule, steps, ax=None, base_momentum=None, max_momentum=Non
 
     Returns:
         The matplotlib `Axes` of the LR curve.
+
+    Raises:
+        ValueError: `steps` spans more cycles than a sampled curve can show
+            (more than `MAX_POINTS / MIN_POINTS_PER_CYCLE`).
     """
+    x = _drawn_steps(schedule, steps)
     ax = _axes(ax)
-    x = np.arange(steps)
     ax.plot(x, schedule.values(x), label=label)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
-    ax.set_title(type(schedule).__name__ + _describe(schedule), fontsize=10)
+    ax.set_title(textwrap.fill(describe(schedule), TITLE_WIDTH), fontsize=10)
+    lines, legend_ax = ax.get_lines(), ax
     if max_momentum is not None:
-        twin = ax.twinx()
-        twin.plot(x, schedule.momentum_values(x, base_momentum, max_momentum),
-                  color="tab:orange", label="momentum")
-        twin.set_ylabel("momentum")
+        legend_ax = ax.twinx()  # drawn above `ax`: the legend goes on it
+        legend_ax.plot(x, schedule.momentum_values(x, base_momentum, max_momentum),
+                       color="tab:orange", label="momentum")
+        legend_ax.set_ylabel("momentum")
+        lines = lines + legend_ax.get_lines()
+    if len(lines) > 1:
+        legend_ax.legend(lines, [line.get_label() for line in lines], fontsize=8)
     return ax
 
 
-def _describe(schedule):
-    mode = getattr(schedule, "mode", None)
-    return f" ({mode})" if mode else ""
+def _drawn_steps(schedule, steps):
+    if steps <= MAX_POINTS:
+        return np.arange(steps)
+    period = getattr(schedule, "step_size", 0) + getattr(schedule, "step_size_down", 0)
+    if period and steps / period > MAX_POINTS / MIN_POINTS_PER_CYCLE:
+        raise ValueError(
+            f"Argument `steps` spans {steps / period:.3g} cycles of {period} steps: beyond "
+            f"{MAX_POINTS} steps a schedule is drawn at {MAX_POINTS} points, which show at "
+            f"most {MAX_POINTS // MIN_POINTS_PER_CYCLE} cycles. Received: steps={steps}"
+        )
+    return np.linspace(0, steps - 1, MAX_POINTS).round().astype("int64")
+
+
+def describe(schedule):
+    """The schedule's class and arguments, as in a plot's title.
+
+    Examples:
+        >>> from keras_clr import CyclicalLearningRate
+        >>> describe(CyclicalLearningRate(0.001, 0.006, 200, mode="triangular2"))
+        'CyclicalLearningRate(triangular2, base_lr=0.001, max_lr=0.006, step_size=200)'
+    """
+    from keras_clr.schedules import CyclicalLearningRate, OneCycle
+
+    if isinstance(schedule, CyclicalLearningRate):
+        parts = _clr_arguments(schedule)
+    elif isinstance(schedule, OneCycle):
+        parts = [f"max_lr={schedule.max_lr:g}", f"total_steps={schedule.total_steps}",
+                 f"pct_start={schedule.pct_start:g}", f"div_factor={schedule.div_factor:g}",
+                 f"final_div_factor={schedule.final_div_factor:g}",
+                 f"anneal_strategy={schedule.anneal_strategy}"]
+        if schedule.three_phase:
+            parts.append("three_phase=True")
+    else:
+        parts = []
+    return f"{type(schedule).__name__}({', '.join(parts)})"
+
+
+def _clr_arguments(schedule):
+    if schedule.scale_fn is None:
+        policy = [schedule.mode]
+    else:
+        name = getattr(schedule.scale_fn, "__name__", type(schedule.scale_fn).__name__)
+        policy = [f"scale_fn={name}", f"scale_mode={schedule.scale_mode}"]
+    parts = [*policy, f"base_lr={schedule.base_lr:g}", f"max_lr={schedule.max_lr:g}",
+             f"step_size={schedule.step_size}"]
+    if schedule.step_size_down != schedule.step_size:
+        parts.append(f"step_size_down={schedule.step_size_down}")
+    if schedule.gamma != 1.0:
+        parts.append(f"gamma={schedule.gamma:g}")
+    return parts

@@ -257,22 +257,42 @@ class RangeTestResult:
         return CyclicalLearningRate(bounds.base_lr, bounds.max_lr, step_size, mode=mode, **kwargs)
 
     def plot(self, ax=None, metric=None, method=None):
-        """Plots the metric against the LR with the suggested bounds; returns the Axes.
+        """Plots the sweep with the suggested bounds marked; returns the first Axes.
 
-        The raw per-batch values are drawn faintly, the smoothed curve on top;
-        the x-axis is logarithmic for exponential sweeps. When no bounds can
-        be suggested, the title says why.
+        Two panels side by side: `metric` (the curve the bounds are read
+        from) and the training loss, with the same bounds marked (one panel
+        when `metric` is the loss). The raw per-batch values are drawn
+        faintly, the smoothed curve on top; the x-axis is logarithmic for
+        exponential sweeps. The first title says how the sweep ended
+        (`stop_reason`) and, when no bounds can be suggested, why.
+
+        Args:
+            ax: Where to draw: `None` (a new figure with both panels), a
+                matplotlib `Figure` (both panels added to it, e.g. one made
+                with `Figure(layout="constrained")` to save without pyplot)
+                or an `Axes` (the `metric` panel alone, on it).
+            metric: Passed to `suggest_bounds()`. Defaults to
+                `default_metric()`.
+            method: Passed to `suggest_bounds()`.
+
+        Returns:
+            The `Axes` of the `metric` panel; the loss panel, if drawn, is
+            `ax.figure.axes[1]`.
         """
-        from keras_clr.plotting import plot_range_test
+        from keras_clr import plotting
 
         metric = self.default_metric() if metric is None else metric
+        ended = f"{len(self.history)} of {self.num_steps} steps, {self.stop_reason}"
         try:
-            suggestion, note = self.suggest_bounds(metric=metric, method=method), None
+            suggestion, note = self.suggest_bounds(metric=metric, method=method), ended
         except ValueError as error:
-            suggestion, note = None, f"no bounds: {error}"
-        return plot_range_test(
-            self.history, metric, suggestion, log_x=self.mode == "exponential", ax=ax, note=note
-        )
+            suggestion, note = None, f"{ended}; no bounds: {error}"
+        panels = [metric] if metric == "loss" else [metric, "loss"]
+        axes = plotting.panel_axes(ax, len(panels))
+        for panel, panel_ax, panel_note in zip(panels, axes, [note, None]):
+            plotting.plot_range_test(self.history, panel, suggestion, ax=panel_ax,
+                                     log_x=self.mode == "exponential", note=panel_note)
+        return axes[0]
 
 
 def _is_accuracy(metric):

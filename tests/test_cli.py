@@ -2,6 +2,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import textwrap
 
 import keras
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from sklearn.datasets import load_digits
 
 from keras_clr import cli, demo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(capsys, *argv):
@@ -20,29 +23,40 @@ def run(capsys, *argv):
 
 def assert_usage_error(capsys, fragment, *argv):
     status, out, err = run(capsys, *argv)
-    assert status == 2
+    assert status == 2, err
     assert err.count("\n") == 1 and err.startswith("keras-clr: error: "), err
     assert fragment in err
     assert "Traceback" not in err + out
+    return err
 
 
 # ---------------------------------------------------------------------------
 # demo
 
-def test_demo_writes_table_plots_and_csvs(capsys, tmp_path, monkeypatch):
+def test_demo_writes_table_plots_and_csvs_and_says_what_it_does(capsys, tmp_path, monkeypatch):
     tiny = demo.Budget(epochs=2, half_cycle_epochs=1, fixed_grid=(0.03, 0.1), range_test_epochs=2)
     monkeypatch.setattr(demo, "QUICK", tiny)
     status, out, _ = run(capsys, "demo", "--quick", "--out", tmp_path, "--seed", 1)
     assert status == 0
-    assert "suggested base_lr=" in out and "[4/4]" in out
+    phases = [line.split()[0] for line in out.splitlines() if line.startswith(("[", "load"))]
+    assert phases == ["loading", "[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    assert "suggested base_lr=" in out and "lr=0.03: final val_accuracy=" in out
     for policy in ("| fixed |", "| triangular2 |", "| 1cycle |"):
         assert policy in out
-    for name in ("range_test.png", "schedules.png", "accuracy.png", "curves.csv",
-                 "range_test.csv", "summary.csv"):
+    for name in cli.DEMO_OUTPUTS:
         assert (tmp_path / name).stat().st_size > 0
     curves = pd.read_csv(tmp_path / "curves.csv")
     assert set(curves["policy"]) == {"fixed", "triangular2", "1cycle"}
     assert len(curves) == 3 * tiny.epochs
+
+
+def test_demo_checks_its_output_folder_first(capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    assert_usage_error(capsys, f"--out: cannot write into {tmp_path / 'file' / 'demo'}: "
+                       f"{tmp_path / 'file'} is a file", "demo", "--out", tmp_path / "file/demo")
+    (tmp_path / "out" / "summary.csv").mkdir(parents=True)
+    assert_usage_error(capsys, "summary.csv is a folder", "demo", "--out", tmp_path / "out")
+    assert_usage_error(capsys, "--seed: expected an integer from 0", "demo", "--seed", "-1")
 
 
 def test_steps_to_reach():
@@ -61,48 +75,90 @@ def test_demo_splits_are_disjoint_and_stratified():
 # ---------------------------------------------------------------------------
 # plot-schedule
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["--mode", "triangular2", "--base-lr", "0.001", "--max-lr", "0.006", "--step-size",
-         "200", "--steps", "1200"],
-        ["--mode", "exp_range", "--gamma", "0.999", "--base-lr", "0.001", "--max-lr", "0.006",
-         "--step-size", "200", "--step-size-down", "100"],
-        ["--one-cycle", "--max-lr", "0.1", "--total-steps", "500", "--three-phase",
-         "--base-momentum", "0.85", "--max-momentum", "0.95"],
-    ],
-)
-def test_plot_schedule_writes_a_png(capsys, tmp_path, argv):
-    out = tmp_path / "sub" / "schedule.png"
-    status, stdout, _ = run(capsys, "plot-schedule", *argv, "--out", out)
-    assert status == 0 and f"wrote {out}" in stdout
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+PLOTS = [
+    (["--mode", "triangular2", "--base-lr", "0.001", "--max-lr", "0.006", "--step-size",
+      "200", "--steps", "1200"], "schedule.png", b"\x89PNG\r\n\x1a\n"),
+    (["--mode", "exp_range", "--gamma", "0.999", "--base-lr", "0.001", "--max-lr", "0.006",
+      "--step-size", "200", "--step-size-down", "100"], "schedule.pdf", b"%PDF"),
+    (["--one-cycle", "--max-lr", "0.1", "--total-steps", "500", "--three-phase",
+      "--base-momentum", "0.85", "--max-momentum", "0.95"], "schedule.svg", b"<?xml"),
+    # 6e9 steps of 3 cycles: drawn from a sample, no 48 GB array
+    (["--base-lr", "0.001", "--max-lr", "0.006", "--step-size", "1e9"], "long.png",
+     b"\x89PNG"),
+]
 
 
-@pytest.mark.parametrize(
-    "argv, fragment",
-    [
-        (["--base-lr", "0.1", "--max-lr", "0.5", "--step-size", "0"], "--step-size: expected a "
-         "positive integer, got '0'"),
-        (["--base-lr", "x", "--max-lr", "0.5", "--step-size", "5"], "--base-lr: expected"),
-        (["--base-lr", "0.1", "--max-lr", "inf", "--step-size", "5"], "--max-lr: expected"),
-        (["--base-lr", "0.1", "--max-lr", "0.5", "--step-size", "5", "--mode", "cosine"],
-         "--mode must be one of 'triangular'"),
-        (["--base-lr", "0.5", "--max-lr", "0.1", "--step-size", "5"],
-         "--max-lr must be greater than --base-lr"),
-        (["--max-lr", "0.5", "--step-size", "5"], "needs --base-lr and --step-size"),
-        (["--one-cycle", "--max-lr", "0.5"], "--one-cycle needs --total-steps"),
-        (["--one-cycle", "--max-lr", "0.5", "--total-steps", "100", "--anneal-strategy", "x"],
-         "--anneal-strategy must be one of"),
-        (["--one-cycle", "--max-lr", "0.5", "--total-steps", "100", "--base-momentum", "0.8"],
-         "both --base-momentum and --max-momentum"),
-    ],
-)
-def test_plot_schedule_bad_input(capsys, tmp_path, argv, fragment):
-    assert_usage_error(capsys, fragment, "plot-schedule", *argv, "--out", tmp_path / "a.png")
+def test_plot_schedule_writes_the_format_of_the_extension(capsys, tmp_path):
+    for argv, name, magic in PLOTS:
+        out = tmp_path / "sub" / name
+        status, stdout, err = run(capsys, "plot-schedule", *argv, "--out", out)
+        assert status == 0 and stdout == f"wrote {out}\n" and err == "", argv
+        assert out.read_bytes().startswith(magic), argv
 
 
-def test_missing_required_option_and_unknown_command(capsys, tmp_path):
+BAD_SCHEDULES = [
+    (["--base-lr", "0.1", "--max-lr", "0.5", "--step-size", "0"],
+     "argument --step-size: expected a positive integer up to 1e12, got '0'"),
+    (["--base-lr", "x", "--max-lr", "0.5", "--step-size", "5"], "--base-lr: expected"),
+    (["--base-lr", "0.1", "--max-lr", "inf", "--step-size", "5"], "--max-lr: expected"),
+    (["--base-lr", "0.1", "--max-lr", "0.5", "--step-size", "5", "--steps", "1e13"],
+     "--steps: expected a positive integer up to 1e12, got '1e13'"),
+    (["--base-lr", "0.1", "--max-lr", "0.5", "--step-size", "5", "--mode", "cosine"],
+     "Argument --mode must be one of 'triangular'"),
+    (["--base-lr", "0.5", "--max-lr", "0.1", "--step-size", "5"],
+     "Argument --max-lr must be greater than --base-lr"),
+    (["--max-lr", "0.5", "--step-size", "5"], "needs --base-lr and --step-size"),
+    (["--base-lr", "0.1", "--max-lr", "0.5", "--step-size", "5", "--mode", "exp_range"],
+     "--mode exp_range needs --gamma"),
+    (["--base-lr", "0.1", "--max-lr", "0.5", "--step-size", "5", "--gamma", "0.99"],
+     "--gamma applies only to --mode exp_range. Received: --mode triangular"),
+    (["--base-lr", "0.1", "--max-lr", "0.5", "--step-size", "5", "--mode", "exp_range",
+      "--gamma", "1"], "--gamma: expected a number between 0 and 1, got '1'"),
+    (["--base-lr", "0.1", "--max-lr", "0.5", "--step-size", "5", "--total-steps", "9"],
+     "--total-steps applies only to --one-cycle; remove it"),
+    (["--base-lr", "0.1", "--max-lr", "0.5", "--step-size", "200", "--steps", "1e10"],
+     "Argument --steps spans 2.5e+07 cycles of 400 steps"),
+    (["--one-cycle", "--max-lr", "0.5"], "--one-cycle needs --total-steps"),
+    (["--one-cycle", "--max-lr", "0.5", "--total-steps", "100", "--base-lr", "0.1"],
+     "--base-lr applies only to a cyclical schedule"),
+    (["--one-cycle", "--max-lr", "0.5", "--total-steps", "100", "--anneal-strategy", "x"],
+     "Argument --anneal-strategy must be one of"),
+    (["--one-cycle", "--max-lr", "0.5", "--total-steps", "100", "--base-momentum", "0.8"],
+     "both --base-momentum and --max-momentum"),
+    (["--one-cycle", "--max-lr", "0.5", "--total-steps", "100", "--base-momentum", "0.8",
+      "--max-momentum", "1.5"], "--max-momentum: expected a momentum in [0, 1), got '1.5'"),
+    (["--one-cycle", "--max-lr", "0.5", "--total-steps", "100", "--base-momentum", "0.95",
+      "--max-momentum", "0.85"], "--base-momentum (0.95) must not exceed --max-momentum"),
+]
+
+
+def test_plot_schedule_bad_input(capsys, tmp_path):
+    for argv, fragment in BAD_SCHEDULES:
+        assert_usage_error(capsys, fragment, "plot-schedule", *argv, "--out", tmp_path / "a.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_schedule_wants_an_image_extension(capsys, tmp_path):
+    for name in ("x.txt", "noext"):
+        err = assert_usage_error(capsys, "--out must end in an image format matplotlib writes: ",
+                                 "plot-schedule", "--one-cycle", "--max-lr", "0.1",
+                                 "--total-steps", "100", "--out", tmp_path / name)
+        assert ".png" in err and ".svg" in err
+        assert err.endswith(f"Received: --out {tmp_path / name}\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_schedule_checks_where_it_writes(capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "dir.png").mkdir()
+    options = ["plot-schedule", "--one-cycle", "--max-lr", "0.1", "--total-steps", "100"]
+    assert_usage_error(capsys, f"{tmp_path / 'file'} is a file", *options, "--out",
+                       tmp_path / "file" / "a.png")
+    assert_usage_error(capsys, f"--out: {tmp_path / 'dir.png'} is a folder", *options, "--out",
+                       tmp_path / "dir.png")
+
+
+def test_missing_required_option_and_unknown_command(capsys):
     assert_usage_error(capsys, "--out", "plot-schedule", "--max-lr", "0.1")
     assert_usage_error(capsys, "invalid choice: 'train'", "train")
 
@@ -114,17 +170,30 @@ def test_missing_required_option_and_unknown_command(capsys, tmp_path):
 def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("range")
     x, y = load_digits(return_X_y=True)
-    np.savez(folder / "digits.npz", images=(x / 16).astype("float32"), labels=y)
+    x = (x / 16).astype("float32")
+    np.savez(folder / "digits.npz", images=x, labels=y)
+    np.save(folder / "images.npy", x)
+    np.savez(folder / "empty.npz", x=x[:0], y=y[:0])
+    np.savez(folder / "objects.npz", x=np.array([{"a": 1}, None], dtype=object), y=y[:2])
+    np.savez(folder / "strings.npz", x=np.array(["a", "b"]), y=y[:2])
+    np.savez(folder / "short.npz", x=x, y=y[:-1])
+    np.savez(folder / "features.npz", x=x[:, :10], y=y)
+    np.savez(folder / "labels.npz", x=x, y=y + 10)
+    (folder / "notes.txt").write_text("not an npz archive")
+    (folder / "text.keras").write_text("not a model")
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)]
     )
-    (folder / "notes.txt").write_text("not an npz archive")
     model.save(folder / "uncompiled.keras")
     model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     model.save(folder / "model.keras")
+    data = (folder / "model.keras").read_bytes()
+    (folder / "truncated.keras").write_bytes(data[: len(data) // 2])
+    (folder / "archive.keras").write_bytes((folder / "digits.npz").read_bytes())
+    (folder / "D" / "range_test.csv").mkdir(parents=True)
     return folder
 
 
@@ -132,64 +201,243 @@ def digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_range_test_prints_bounds_and_leaves_the_model_file_alone(capsys, saved, tmp_path):
-    before = digest(saved / "model.keras")
-    status, out, err = run(
-        capsys, "range-test", "--model", saved / "model.keras", "--data", saved / "digits.npz",
-        "--x", "images", "--y", "labels", "--start-lr", "1e-4", "--end-lr", "10",
-        "--epochs", "5", "--val-split", "0.2", "--out", tmp_path,
-    )
-    assert status == 0, err
-    first = out.splitlines()[0]
-    base, top = (float(part.split("=")[1]) for part in first.split()[:2])
-    assert first.startswith("base_lr=") and 1e-4 < base < top < 10
-    history = pd.read_csv(tmp_path / "range_test.csv")
-    assert {"learning_rate", "loss", "accuracy", "val_accuracy"} <= set(history.columns)
-    assert (tmp_path / "range_test.png").stat().st_size > 0
-    assert digest(saved / "model.keras") == before
-
-
-@pytest.mark.parametrize(
-    "changes, fragment",
-    [
-        ({"--model": "missing.keras"}, "--model: no such file: "),
-        ({"--data": "missing.npz"}, "--data: no such file: "),
-        ({"--x": "pixels"}, "has no key 'pixels'; its keys are images, labels"),
-        ({"--model": "uncompiled.keras"}, "is not compiled"),
-        ({"--data": "notes.txt"}, "--data: cannot read"),
-        ({"--model": "digits.npz"}, "--model: cannot load"),
-        ({"--start-lr": "-1"}, "--start-lr: expected a number > 0, got '-1'"),
-        ({"--end-lr": "1e-6"}, "--end-lr (1e-06) must exceed --start-lr"),
-        ({"--mode": "cosine"}, "--mode must be exponential or linear, got 'cosine'"),
-        ({"--val-split": "1.5"}, "--val-split: expected a number between 0 and 1"),
-        ({"--batch-size": "0"}, "--batch-size: expected a positive integer"),
-    ],
-)
-def test_range_test_bad_input(capsys, saved, tmp_path, changes, fragment):
+def range_test_argv(saved, out, **changes):
     options = {"--model": "model.keras", "--data": "digits.npz", "--x": "images",
                "--y": "labels", **changes}
     argv = ["range-test"]
     for option, value in options.items():
-        is_file = option in ("--model", "--data")
+        is_file = option in ("--model", "--data") and value != "missing"
         argv += [option, saved / value if is_file else value]
-    assert_usage_error(capsys, fragment, *argv, "--out", tmp_path)
+    return [*argv, "--out", out]
+
+
+def test_range_test_is_seeded_and_leaves_the_model_file_alone(capsys, saved, tmp_path):
+    before = digest(saved / "model.keras")
+    tables = []
+    for name in ("a", "b"):
+        status, out, err = run(capsys, *range_test_argv(saved, tmp_path / name),
+                               "--val-split", "0.2", "--seed", "7", "--start-lr", "1e-4")
+        assert status == 0 and err == "", err
+        first = out.splitlines()[0]
+        base, top = (float(part.split("=")[1]) for part in first.split()[:2])
+        assert first.startswith("base_lr=") and 1e-4 < base < top < 10
+        assert "(accuracy rule on val_accuracy; " in first and " of 100 steps, " in first
+        assert (tmp_path / name / "range_test.png").stat().st_size > 0
+        tables.append(pd.read_csv(tmp_path / name / "range_test.csv"))
+    assert {"learning_rate", "loss", "accuracy", "val_accuracy"} <= set(tables[0].columns)
+    pd.testing.assert_frame_equal(*tables)  # same seed, same split, same sweep
+    assert digest(saved / "model.keras") == before
+
+
+def test_range_test_reads_the_metric_and_method_asked_for(capsys, saved, tmp_path):
+    status, out, err = run(capsys, *range_test_argv(saved, tmp_path, **{"--metric": "loss"}),
+                           "--method", "steepest")
+    assert status == 0, err
+    assert "(steepest rule on loss; " in out.splitlines()[0]
+
+
+def test_val_split_holds_out_a_shuffled_seeded_slice():
+    x, y = np.arange(100).reshape(50, 2), np.arange(50)
+    (kept, kept_y), (held, held_y) = cli._split(x, y, 0.2, seed=0)
+    assert len(held) == 10 and len(kept) == 40
+    assert sorted([*kept_y, *held_y]) == list(range(50))
+    assert sorted(held_y) != list(range(40, 50))  # not the last rows
+    np.testing.assert_array_equal(cli._split(x, y, 0.2, seed=0)[1][1], held_y)
+    assert list(cli._split(x, y, 0.2, seed=1)[1][1]) != list(held_y)
+
+
+BAD_RANGE_TESTS = [
+    ({"--model": "missing"}, "--model: no such file: missing"),
+    ({"--data": "missing"}, "--data: no such file: missing"),
+    ({"--x": "pixels"}, "has no key 'pixels'; its keys are images, labels"),
+    ({"--data": "images.npy"}, "images.npy is a .npy file, which holds one array; save "
+     "the inputs and targets together with np.savez(path, x=..., y=...)"),
+    ({"--data": "notes.txt", "--x": "x", "--y": "y"},
+     "notes.txt is not a valid .npz file (a zip of arrays, as np.savez writes)"),
+    ({"--data": "empty.npz", "--x": "x", "--y": "y"}, "has no rows (shape (0, 64))"),
+    ({"--data": "objects.npz", "--x": "x", "--y": "y"},
+     "is an array of Python objects; save numbers"),
+    ({"--data": "strings.npz", "--x": "x", "--y": "y"}, "holds <U1 values; save numbers"),
+    ({"--data": "short.npz", "--x": "x", "--y": "y"}, "'x' has 1797 rows but 'y' has 1796"),
+    ({"--model": "uncompiled.keras"}, "is not compiled"),
+    ({"--model": "text.keras"}, "text.keras is not a valid .keras file (as model.save "
+     "writes); was it cut short, or is it another kind of file?"),
+    ({"--model": "truncated.keras"}, "truncated.keras is not a valid .keras file"),
+    ({"--model": "archive.keras"}, "archive.keras is not a valid .keras file"),
+    ({"--model": "digits.npz"}, "digits.npz is not a .keras (or legacy .h5) model file"),
+    ({"--data": "features.npz", "--x": "x", "--y": "y"}, "--data does not fit --model: "
+     "Input 0 with name 'None' of layer 'dense"),
+    ({"--data": "labels.npz", "--x": "x", "--y": "y"}, "--data does not fit --model: "
+     "Received a label value of 1"),
+    ({"--start-lr": "-1"}, "--start-lr: expected a number > 0, got '-1'"),
+    ({"--end-lr": "1e-6"}, "--end-lr (1e-06) must exceed --start-lr"),
+    ({"--mode": "cosine"}, "argument --mode: invalid choice: 'cosine'"),
+    ({"--val-split": "1.5"}, "--val-split: expected a number between 0 and 1"),
+    ({"--val-split": "0.0001"}, "--val-split 0.0001 of 1797 rows leaves no rows on one "
+     "side"),
+    ({"--batch-size": "0"}, "--batch-size: expected a positive integer"),
+    ({"--epochs": "100000000000"}, "--epochs 100000000000 makes a sweep of 5700000000000 "
+     "steps (57 per epoch); range-test sweeps at most 100000 steps"),
+    ({"--metric": "auc"}, "--metric must be one of the recorded columns accuracy, loss "
+     "(val_* columns need --val-split). Received: --metric auc"),
+    ({"--method": "best"}, "argument --method: invalid choice: 'best' (choose from "),
+    ({"--custom-objects": "no_such_module"}, "--custom-objects: importing no_such_module "
+     "failed: ModuleNotFoundError: No module named 'no_such_module'"),
+]
+
+
+def test_range_test_bad_input(capsys, saved, tmp_path):
+    for changes, fragment in BAD_RANGE_TESTS:
+        assert_usage_error(capsys, fragment, *range_test_argv(saved, tmp_path / "out", **changes))
+    assert not (tmp_path / "out").exists()
+
+
+def test_range_test_checks_its_outputs_before_the_sweep(capsys, saved):
+    assert_usage_error(capsys, f"--out: {saved / 'D' / 'range_test.csv'} is a folder",
+                       *range_test_argv(saved, saved / "D"))
+
+
+CUSTOM_LAYER = """
+import keras
+
+@keras.saving.register_keras_serializable(package="keras_clr_cli_tests")
+class Twice(keras.layers.Layer):
+    def call(self, x):
+        return 2 * x
+"""
+
+
+def test_range_test_loads_custom_objects_from_a_module(capsys, saved, tmp_path, monkeypatch):
+    module = tmp_path / "my_layers.py"
+    module.write_text(CUSTOM_LAYER)
+    namespace = {}
+    exec(compile(CUSTOM_LAYER, str(module), "exec"), namespace)
+    model = keras.Sequential([keras.Input((64,)), namespace["Twice"](), keras.layers.Dense(10)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.save(tmp_path / "custom.keras")
+    # As in a fresh process: the class is not registered until the module runs.
+    monkeypatch.delitem(keras.saving.get_custom_objects(), "keras_clr_cli_tests>Twice")
+    argv = range_test_argv(saved, tmp_path / "out", **{"--model": tmp_path / "custom.keras"})
+    err = assert_usage_error(capsys, "Could not locate class 'Twice'. Make sure custom classes",
+                             *argv)
+    assert err.rstrip().endswith("Pass the module that registers it with --custom-objects "
+                                 "MODULE.") and "Full object config" not in err
+    status, out, err = run(capsys, *argv, "--custom-objects", module)
+    assert status == 0 and err == "" and out.startswith("base_lr=")
 
 
 # ---------------------------------------------------------------------------
-# The installed command
+# Messages, unexpected errors, native stderr
 
-def test_console_script_help_and_bad_input_from_a_shell(tmp_path):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, "-m", "keras_clr"]
-    for sub in ("demo", "plot-schedule", "range-test"):
-        shown = subprocess.run([*command, sub, "--help"], capture_output=True, text=True,
-                               env=env, timeout=120)
-        assert shown.returncode == 0 and "example" in shown.stdout
-    bad = subprocess.run([*command, "range-test", "--model", tmp_path / "no.keras", "--data",
-                          tmp_path / "no.npz", "--out", tmp_path], capture_output=True,
-                         text=True, env=env, timeout=120)
-    assert bad.returncode == 2
-    assert "Traceback" not in bad.stderr
-    assert bad.stderr.strip().splitlines()[-1] == (
-        f"keras-clr: error: --model: no such file: {tmp_path / 'no.keras'}"
+def test_keras_messages_keep_what_is_wrong_on_one_line():
+    layer = ValueError("Exception encountered when calling Sequential.call().\n\n\x1b[1mInput 0 "
+                       "of layer 'dense' is incompatible with the layer: expected axis -1 of "
+                       "input shape to have value 64\x1b[0m\n\nArguments received by "
+                       "Sequential.call():\n  • inputs=tf.Tensor(shape=(None, 5))")
+    assert cli._keras_message(layer) == ("Input 0 of layer 'dense' is incompatible with the "
+                                         "layer: expected axis -1 of input shape to have value 64")
+    op = RuntimeError('Graph execution error:\n\nDetected at node loss defined at (most recent '
+                      'call last):\n  File "x.py", line 1, in <module>\n\nReceived a label value '
+                      'of 7 which is outside the valid range of [0, 3).  Label values: 7 7\n\t '
+                      '[[{{node loss}}]] [Op:__inference_step_595]')
+    assert cli._keras_message(op) == ("Received a label value of 7 which is outside the valid "
+                                      "range of [0, 3). Label values: 7 7")
+    nested = TypeError("<class 'Sequential'> could not be deserialized properly.\n\nconfig={'a': "
+                       "1}.\n\nException encountered: Could not locate class 'Twice'. Make sure "
+                       "... Full object config: {'module': 'my_layers'}")
+    assert cli._keras_message(nested) == "Could not locate class 'Twice'. Make sure ..."
+
+
+def broken_command(error):
+    def command(args):
+        os.write(2, b"I0000 native log line\n")
+        raise error
+
+    return command
+
+
+def test_an_unexpected_error_is_one_line_with_status_1(capfd, monkeypatch):
+    monkeypatch.setitem(cli.COMMANDS, "demo", broken_command(RuntimeError("boom\n  at x")))
+    monkeypatch.delenv(cli.DEBUG_VARIABLE, raising=False)
+    assert cli.main(["demo"]) == 1
+    assert capfd.readouterr().err == (
+        "keras-clr: error: unexpected RuntimeError: boom at x (set KERAS_CLR_DEBUG=1 to see "
+        "the traceback)\n"
     )
+    monkeypatch.setenv(cli.DEBUG_VARIABLE, "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        cli.main(["demo"])
+    assert capfd.readouterr().err == "I0000 native log line\n"  # shown as it comes
+
+
+def test_native_stderr_is_held_back_unless_an_import_fails(capfd, monkeypatch):
+    monkeypatch.delenv(cli.DEBUG_VARIABLE, raising=False)
+    monkeypatch.setitem(cli.COMMANDS, "demo", broken_command(cli.UsageError("bad")))
+    assert cli.main(["demo"]) == 2
+    assert capfd.readouterr().err == "keras-clr: error: bad\n"
+    monkeypatch.setitem(cli.COMMANDS, "demo", broken_command(ImportError("no tensorflow")))
+    assert cli.main(["demo"]) == 1
+    assert capfd.readouterr().err.splitlines() == [
+        "I0000 native log line",
+        "keras-clr: error: unexpected ImportError: no tensorflow (set KERAS_CLR_DEBUG=1 to "
+        "see the traceback)",
+    ]
+    monkeypatch.setitem(cli.COMMANDS, "demo", broken_command(KeyboardInterrupt()))
+    assert cli.main(["demo"]) == 130
+    assert capfd.readouterr().err == "keras-clr: error: interrupted\n"
+
+
+# ---------------------------------------------------------------------------
+# The installed command, from a shell
+
+HELP_IMPORTS = textwrap.dedent("""
+    import sys, time
+    start = time.perf_counter()
+    import keras_clr
+    from keras_clr import cli
+    for argv in (["--help"], ["demo", "-h"], ["plot-schedule", "-h"], ["range-test", "-h"]):
+        try:
+            cli.main(argv)
+        except SystemExit as exit:
+            assert exit.code == 0, argv
+    heavy = {"keras", "tensorflow", "jax", "torch", "matplotlib", "pandas"} & set(sys.modules)
+    assert "step_size_for" in dir(keras_clr) and "TYPE_CHECKING" not in dir(keras_clr)
+    print("heavy:", sorted(heavy), file=sys.stderr)
+""")
+
+
+def test_help_imports_neither_keras_nor_tensorflow():
+    shown = subprocess.run([sys.executable, "-c", HELP_IMPORTS], capture_output=True, text=True,
+                           cwd=ROOT, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stderr == "heavy: []\n"
+    assert "range-test" in shown.stdout and "--custom-objects MODULE" in shown.stdout
+
+
+def test_console_script_stderr_is_one_line_from_a_shell(saved, tmp_path):
+    """Three commands in one shell: --help, bad data (no Keras), a bad model (Keras imported)."""
+    script = textwrap.dedent(f"""
+        run() {{ "{sys.executable}" -m keras_clr "$@" >"$out.out" 2>"$out.err"
+                 echo $? >"$out.rc"; }}
+        out={tmp_path}/help run --help
+        out={tmp_path}/npy run range-test --model {saved}/model.keras --data {saved}/images.npy \\
+            --out {tmp_path}/o
+        out={tmp_path}/model run range-test --model {saved}/uncompiled.keras \\
+            --data {saved}/digits.npz --x images --y labels --out {tmp_path}/o
+    """)
+    env = {key: value for key, value in os.environ.items() if key != cli.DEBUG_VARIABLE}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell: cli.py sets it
+    subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, timeout=180, check=True)
+
+    def result(name):
+        return tuple((tmp_path / f"{name}.{part}").read_text() for part in ("rc", "out", "err"))
+
+    rc, out, err = result("help")
+    assert rc == "0\n" and "usage: keras-clr" in out and err == ""
+    for name, message in (
+        ("npy", f"--data: {saved}/images.npy is a .npy file, which holds one array"),
+        ("model", f"--model: {saved}/uncompiled.keras is not compiled"),
+    ):
+        rc, out, err = result(name)
+        assert rc == "2\n" and out == ""
+        assert err.startswith(f"keras-clr: error: {message}") and err.count("\n") == 1, err
