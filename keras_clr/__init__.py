@@ -23,7 +23,19 @@ _SOURCES = {
     "step_size_for": "keras_clr.schedules",
 }
 
-__all__ = sorted([*_SOURCES, "__version__"])
+__all__ = [  # a literal list, as linters and type checkers read it
+    "Bounds",
+    "CyclicLR",
+    "CyclicalLearningRate",
+    "OneCycle",
+    "OneCycleLR",
+    "RangeTestCallback",
+    "RangeTestResult",
+    "__version__",
+    "fit_one_cycle",
+    "lr_range_test",
+    "step_size_for",
+]
 
 if TYPE_CHECKING:  # for type checkers and the API docs, which read imports statically
     from keras_clr.bounds import Bounds

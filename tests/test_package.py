@@ -48,3 +48,9 @@ def test_example_runs(script):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_every_public_name_resolves_lazily():
+    assert set(keras_clr.__all__) == {*keras_clr._SOURCES, "__version__"}
+    for name in keras_clr.__all__:
+        assert getattr(keras_clr, name) is not None
