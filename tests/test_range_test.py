@@ -1,6 +1,7 @@
 import keras
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 from sklearn.datasets import load_digits
@@ -405,3 +406,96 @@ def test_bad_models_are_refused_before_anything_changes(digits):
     unbuilt.compile(keras.optimizers.SGD(0.01), "mse")
     with pytest.raises(ValueError, match="built model"):
         lr_range_test(unbuilt, x, y, start_lr=1e-3, end_lr=1.0)
+
+
+# ---------------------------------------------------------------------------
+# Defaults, repeats, seeds, and rows that share a step
+
+
+def test_without_bounds_the_sweep_is_exponential_over_a_wide_range(digits):
+    x, y = digits
+    result = lr_range_test(mlp(keras.optimizers.SGD(0.01)), x, y, num_steps=20, verbose=0)
+    assert (result.mode, result.start_lr, result.end_lr) == ("exponential", 1e-7, 10.0)
+    planned = sweep_learning_rates(1e-7, 10.0, 20, "exponential")
+    np.testing.assert_allclose(result.history["learning_rate"], planned[:len(result.history)],
+                               rtol=1e-5)  # the LRs the float32 step used
+    with pytest.raises(ValueError, match="linear sweep needs both bounds.*end_lr=None"):
+        lr_range_test(mlp(keras.optimizers.SGD(0.01)), x, y, start_lr=1e-3, mode="linear")
+
+
+def test_repeats_with_a_seed_give_the_same_curves_and_bounds_each_call(digits):
+    x, y = digits
+    model = trained_model(digits, keras.optimizers.SGD(0.01, momentum=0.9))
+    before = state(model)
+    kwargs = dict(start_lr=1e-4, end_lr=10.0, mode="exponential", num_steps=60, batch_size=32,
+                  repeats=3, seed=7, verbose=0)
+    first = lr_range_test(model, x, y, **kwargs)
+    second = lr_range_test(model, x, y, **kwargs)
+    assert_same_state(before, model)
+    assert first.repeats == 3 and sorted(set(first.history["repeat"])) == [0, 1, 2]
+    pd.testing.assert_frame_equal(first.history, second.history)
+    spread = first.suggestion_spread(metric="loss")
+    pd.testing.assert_frame_equal(spread, second.suggestion_spread(metric="loss"))
+    assert spread["repeat"].tolist() == [0, 1, 2]
+    assert (spread["max_lr"].notna() | spread["refused"].notna()).all()
+    by_repeat = first.history.groupby("repeat")["loss"]
+    assert not np.allclose(by_repeat.get_group(0).iloc[:20], by_repeat.get_group(1).iloc[:20]), (
+        "each sweep gets its own seed")
+    lrs, median = first.curve("loss")
+    step = first.history[first.history["repeat"] == 0]["step"].iloc[10]
+    assert median[step] == pytest.approx(np.median([g.iloc[10] for _, g in by_repeat]))
+    assert len(lrs) == first.history["step"].nunique()
+
+
+def test_rows_that_share_a_step_are_averaged_before_any_rule_runs():
+    history = pd.DataFrame({"step": [0, 0, 1, 1, 2], "learning_rate": [0.1, 0.1, 0.2, 0.2, 0.3],
+                            "loss": [1.0, 3.0, 2.0, 2.0, 5.0]})
+    lrs, loss = RangeTestResult(history, "linear", 0.1, 0.3).curve("loss")
+    assert lrs.tolist() == [0.1, 0.2, 0.3] and loss.tolist() == [2.0, 2.0, 5.0]
+
+
+def test_under_gradient_accumulation_lr_range_test_spans_num_steps_updates(digits):
+    x, y = digits
+    model = mlp(keras.optimizers.SGD(0.01, gradient_accumulation_steps=3))
+    result = lr_range_test(model, x, y, start_lr=1e-3, end_lr=1e-1, mode="exponential",
+                           num_steps=8, batch_size=32, verbose=0)
+    assert result.stop_reason == "finished" and len(result.history) == 24
+    assert result.history["step"].tolist() == [i for i in range(8) for _ in range(3)]
+    assert result.history["learning_rate"].iloc[-1] == pytest.approx(0.1, rel=1e-6)
+    lrs, _ = result.curve("loss")
+    assert len(lrs) == 8
+
+
+def test_validation_split_counts_training_rows_as_keras_does(digits):
+    x, y = digits
+    result = lr_range_test(mlp(keras.optimizers.SGD(0.01)), x[:65], y[:65], start_lr=1e-3,
+                           end_lr=0.1, num_steps=10, batch_size=32, validation_split=0.01,
+                           verbose=0)
+    assert result.stop_reason == "finished" and len(result.history) == 10
+    with pytest.raises(ValueError, match="no batches"):
+        lr_range_test(mlp(keras.optimizers.SGD(0.01)), x[:0], y[:0], verbose=0)
+
+
+def test_accuracies_of_named_outputs_are_accuracies(digits):
+    x, y = digits
+    inputs = keras.Input((64,))
+    hidden = keras.layers.Dense(32, activation="relu")(inputs)
+    model = keras.Model(inputs, {"digit": keras.layers.Dense(10, name="digit")(hidden),
+                                 "parity": keras.layers.Dense(2, name="parity")(hidden)})
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), loss={"digit": loss, "parity": loss},
+                  metrics={"digit": ["accuracy"], "parity": ["accuracy"]})
+    keras.utils.set_random_seed(0)
+    result = lr_range_test(model, x, {"digit": y, "parity": y % 2}, start_lr=1e-4, end_lr=10.0,
+                           mode="exponential", epochs=4, batch_size=32, verbose=0)
+    assert {"digit_accuracy", "parity_accuracy"} <= set(result.history.columns)
+    assert result.default_metric() == "loss", "two accuracies: read the total loss"
+    assert result.suggest_bounds(metric="digit_accuracy").method == "accuracy"
+
+
+def test_verbose_prints_the_suggestion(digits, capsys):
+    x, y = digits
+    lr_range_test(mlp(keras.optimizers.SGD(0.01)), x, y, num_steps=30, verbose=1, seed=0)
+    out = capsys.readouterr().out
+    assert "learning_rate" in out, "the progress bar shows the LR"
+    assert "Suggested base_lr=" in out or "No bounds suggested:" in out
