@@ -14,10 +14,12 @@ train end:
   metrics first: the range test's per-batch rows). The optimizer itself is
   not changed: its `learning_rate` is its own variable, holding the LR of the
   last update, whatever reads it;
-- a cycled momentum (`momentum` or `beta_1`) becomes a `LiveFloat`: a float
-  to Python (comparisons, `get_config`, JSON), whose tensor value is
-  computed in the step (`__tf_tensor__`, `__jax_array__`). On torch, which
-  runs eagerly, the owner sets a plain float per batch;
+- a cycled momentum (`momentum` or `beta_1`) is the step's own tensor while
+  the step is traced (a `StepValue`, which compares as a float for the
+  optimizer's `if self.momentum > 0:`), and a `LiveFloat` the rest of the
+  time: a float to Python (`get_config`, JSON, a checkpoint saved mid-fit),
+  whose tensor value serves training loops other than `fit`'s. On torch,
+  which runs eagerly, the owner sets a plain float per batch;
 - where the schedule cannot be traced (a `scale_fn` written with NumPy) or
   the training loop is not `fit`'s (a custom loop driving the callbacks), the
   owner writes the LR variable from the host before each batch instead.
@@ -30,6 +32,8 @@ installation is still there then, the fit that made it has ended, and the
 guard removes it before the new fit builds its step.
 """
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -39,53 +43,119 @@ MOMENTUM_ATTRIBUTES = ("momentum", "beta_1")
 _RECORD = "_keras_clr_installation"  # the model's attribute holding the installation
 
 
-class LiveFloat(float):
-    """A float whose tensor value is `value_fn()`, evaluated when the step runs."""
+class _Computed:
+    """Arithmetic and tensor conversion on `self._tensor()`, the value a step uses."""
+
+    def __tf_tensor__(self, dtype=None, name=None):
+        value = self._tensor()
+        return value if dtype is None else ops.cast(value, dtype)
+
+    def __jax_array__(self):
+        return self._tensor()
+
+    def __add__(self, other):
+        return self._tensor() + other
+
+    def __radd__(self, other):
+        return other + self._tensor()
+
+    def __sub__(self, other):
+        return self._tensor() - other
+
+    def __rsub__(self, other):
+        return other - self._tensor()
+
+    def __mul__(self, other):
+        return self._tensor() * other
+
+    def __rmul__(self, other):
+        return other * self._tensor()
+
+    def __truediv__(self, other):
+        return self._tensor() / other
+
+    def __rtruediv__(self, other):
+        return other / self._tensor()
+
+    def __pow__(self, other):
+        return self._tensor() ** other
+
+    def __rpow__(self, other):
+        return other ** self._tensor()
+
+    def __neg__(self):
+        return -self._tensor()
+
+
+class LiveFloat(_Computed, float):
+    """A float whose tensor value is `value_fn()`, evaluated when the step runs.
+
+    The momentum for training loops other than `fit`'s, which trace the
+    optimizer's update themselves: it works where the optimizer computes with
+    the value or converts it through TensorFlow (`__tf_tensor__`); JAX
+    converts any float subclass as a plain float.
+    """
 
     def __new__(cls, value, value_fn):
         live = super().__new__(cls, value)
         live.value_fn = value_fn
         return live
 
-    def __tf_tensor__(self, dtype=None, name=None):
-        value = self.value_fn()
-        return value if dtype is None else ops.cast(value, dtype)
-
-    def __jax_array__(self):
+    def _tensor(self):
         return self.value_fn()
 
-    def __add__(self, other):
-        return self.value_fn() + other
+    @property
+    def dtype(self):
+        """Keras' type promotion reads `x.dtype`, else `type(x)`, which it does not know
+        for a float subclass (`variable * momentum` in RMSprop and Nadam on TensorFlow)."""
+        return keras.config.floatx()
 
-    def __radd__(self, other):
-        return other + self.value_fn()
 
-    def __sub__(self, other):
-        return self.value_fn() - other
+class StepValue(_Computed):
+    """A hyper-parameter while `fit`'s step is traced: compares as its float
+    (`if self.momentum > 0:`), computes and converts as the step's tensor.
 
-    def __rsub__(self, other):
-        return other - self.value_fn()
+    Not a float, so that every conversion, JAX's included, takes the tensor.
+    """
 
-    def __mul__(self, other):
-        return self.value_fn() * other
+    def __init__(self, value, tensor):
+        self._value, self._step_tensor = float(value), tensor
 
-    def __rmul__(self, other):
-        return other * self.value_fn()
+    def _tensor(self):
+        return self._step_tensor
 
-    def __truediv__(self, other):
-        return self.value_fn() / other
+    @property
+    def dtype(self):
+        return self._step_tensor.dtype
 
-    def __rtruediv__(self, other):
-        return other / self.value_fn()
+    def __float__(self):
+        return self._value
 
-    def __pow__(self, other):
-        return self.value_fn() ** other
+    def __bool__(self):
+        return bool(self._value)
 
-    def __rpow__(self, other):
-        return other ** self.value_fn()
+    def __eq__(self, other):
+        return self._value == other
 
-    def __neg__(self):
-        return -self.value_fn()
+    def __ne__(self, other):
+        return self._value != other
+
+    def __lt__(self, other):
+        return self._value < other
+
+    def __le__(self, other):
+        return self._value <= other
+
+    def __gt__(self, other):
+        return self._value > other
+
+    def __ge__(self, other):
+        return self._value >= other
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"StepValue({self._value!r})"
 
 
 def momentum_attribute(optimizer):
@@ -194,9 +264,10 @@ class Installation:
                 optimizer_values[index] = values["learning_rate"]
                 if reset_metrics:
                     metrics_values = _reset(model, metrics_values)
-                logs, state = train_step(
-                    (trainable, non_trainable, optimizer_values, metrics_values), data
-                )
+                with self._momentum_in_step(values):
+                    logs, state = train_step(
+                        (trainable, non_trainable, optimizer_values, metrics_values), data
+                    )
                 return _with(logs, values), state
 
             return jax_step
@@ -207,9 +278,24 @@ class Installation:
                 variable.assign(values["learning_rate"] + _zero_after(data))
             if reset_metrics:
                 model.reset_metrics()
-            return _with(train_step(data), values)
+            with self._momentum_in_step(values):
+                logs = train_step(data)
+            return _with(logs, values)
 
         return step
+
+    @contextlib.contextmanager
+    def _momentum_in_step(self, values):
+        """The optimizer's momentum is this step's tensor while the step is traced."""
+        if self._momentum_fn is None or self.eager_momentum:
+            yield
+            return
+        own = getattr(self._optimizer, self._attribute)
+        setattr(self._optimizer, self._attribute, StepValue(own, values["momentum"]))
+        try:
+            yield
+        finally:
+            setattr(self._optimizer, self._attribute, own)
 
     def _guard(self, force=False):
         """`model.make_train_function` while installed: a new fit has begun."""

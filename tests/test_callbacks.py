@@ -262,3 +262,41 @@ def test_classic_keras_clr_arguments_port_unchanged():
                        gamma=0.99994)
     assert classic.schedule.get_config()["step_size"] == 2000
     assert classic.schedule.values(2000) == pytest.approx(0.001 + 0.005 * 0.99994**2000)
+
+
+class SetByHand(keras.callbacks.Callback):
+    """The oracle: an eager model whose LR and momentum are set before each step."""
+
+    def __init__(self, schedule, attribute, base, top):
+        super().__init__()
+        self.schedule, self.attribute, self.base, self.top = schedule, attribute, base, top
+
+    def on_train_batch_begin(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        optimizer.learning_rate.assign(self.schedule.values(step))
+        setattr(optimizer, self.attribute,
+                float(self.schedule.momentum_values(step, self.base, self.top)))
+
+
+MOMENTUM_OPTIMIZERS = {
+    "SGD": lambda: keras.optimizers.SGD(0.1, momentum=0.9),
+    "RMSprop": lambda: keras.optimizers.RMSprop(0.1, momentum=0.9),
+    "Adam": lambda: keras.optimizers.Adam(0.1),
+    "AdamW": lambda: keras.optimizers.AdamW(0.1),
+    "Nadam": lambda: keras.optimizers.Nadam(0.1),
+    "Adamax": lambda: keras.optimizers.Adamax(0.1),
+}  # (Lion's update is the gradient's sign: on the probe, beta_1 changes nothing)
+
+
+@pytest.mark.parametrize("name", MOMENTUM_OPTIMIZERS)
+def test_momentum_cycling_matches_setting_it_by_hand_for_every_keras_optimizer(name):
+    schedule = OneCycle(0.5, 12)
+    attribute = "momentum" if name in ("SGD", "RMSprop") else "beta_1"
+    clr = CyclicLR(schedule, base_momentum=0.8, max_momentum=0.95)
+    recorder, _ = fit(probe_model(MOMENTUM_OPTIMIZERS[name]()), 12, [clr])
+    oracle = probe_model(MOMENTUM_OPTIMIZERS[name](), run_eagerly=True)
+    expected, _ = fit(oracle, 12, [SetByHand(schedule, attribute, 0.8, 0.95)])
+    np.testing.assert_allclose(recorder.weights, expected.weights, rtol=1e-5, atol=1e-6)
+    constant, _ = fit(probe_model(MOMENTUM_OPTIMIZERS[name]()), 12, [CyclicLR(schedule)])
+    assert not np.allclose(constant.weights, expected.weights), "momentum matters here"
