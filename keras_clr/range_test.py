@@ -327,7 +327,8 @@ class RangeTestCallback(keras.callbacks.Callback):
             the whole `fit` (epochs x steps per epoch, divided by the
             optimizer's `gradient_accumulation_steps`).
         mode: `"linear"` or `"exponential"`. Defaults to `"linear"` when both
-            bounds are given, else `"exponential"` (see `sweep_range`).
+            bounds are given (Smith's test, and the default before the bounds
+            became optional), else `"exponential"`.
         stop_factor: Divergence threshold, > 1. Defaults to 4.
         validation_data: Held-out data, as for `fit`, evaluated every
             `eval_every` steps into `val_*` columns.
@@ -549,8 +550,8 @@ def lr_range_test(
         num_steps: Steps (optimizer updates) in the sweep. Defaults to all
             steps of `epochs`, or to 100 when neither is given.
         mode: `"linear"` (Smith's test) or `"exponential"` (fastai's).
-            Defaults to `"linear"` when both bounds are given, else
-            `"exponential"` (see `sweep_range`).
+            Defaults to `"linear"` when both bounds are given (the default
+            before the bounds became optional), else `"exponential"`.
         stop_factor: Stop when the smoothed loss exceeds this many times its
             best value. Defaults to 4.
         eval_every: With `validation_data=...` among `fit_kwargs`, evaluate it
