@@ -37,7 +37,13 @@ import contextlib
 import keras
 from keras import ops
 
-from keras_clr._optimizer import inner_optimizer, sibling_callbacks, sync_host_state
+from keras_clr._optimizer import (
+    flatten,
+    inner_optimizer,
+    sibling_callbacks,
+    sync_host_state,
+    update_count,
+)
 
 MOMENTUM_ATTRIBUTES = ("momentum", "beta_1")
 _RECORD = "_keras_clr_installation"  # the model's attribute holding the installation
@@ -218,7 +224,7 @@ class Installation:
                     "`momentum=max_momentum`) before the first `fit`."
                 )
         self.eager_momentum = keras.backend.backend() == "torch"
-        self._first_step = int(ops.convert_to_numpy(optimizer.iterations))
+        self._first_step = int(ops.convert_to_numpy(update_count(optimizer)))
         self._own = {name: model.__dict__.get(name)
                      for name in ("train_step", "make_train_function")}
         self._make_train_function = model.make_train_function
@@ -234,18 +240,18 @@ class Installation:
         self._make_train_function(force=True)
 
     def _momentum(self):
-        return self._momentum_fn(self._optimizer.iterations, self._variable)
+        return self._momentum_fn(update_count(self._optimizer), self._variable)
 
     def _values(self):
         """`{"learning_rate": ..., "momentum": ...}` of the coming update (tensors)."""
         if self._lr_fn is None:
             learning_rate = ops.convert_to_tensor(self._variable)
         else:
-            learning_rate = ops.cast(self._lr_fn(self._optimizer.iterations),
+            learning_rate = ops.cast(self._lr_fn(update_count(self._optimizer)),
                                      self._variable.dtype)
         values = {"learning_rate": learning_rate}
         if self._momentum_fn is not None:
-            values["momentum"] = self._momentum_fn(self._optimizer.iterations, learning_rate)
+            values["momentum"] = self._momentum_fn(update_count(self._optimizer), learning_rate)
         return values
 
     def _step(self, train_step, reset_metrics):
@@ -325,7 +331,7 @@ class Installation:
 
     def steps_done(self):
         """Updates applied since the installation (reads the optimizer's step)."""
-        return int(ops.convert_to_numpy(self._optimizer.iterations)) - self._first_step
+        return int(ops.convert_to_numpy(update_count(self._optimizer))) - self._first_step
 
     def remove(self):
         """Puts the model's own step and plain values back. Idempotent.
@@ -336,6 +342,7 @@ class Installation:
         model = self._model
         if model.__dict__.get(_RECORD) is not self:
             return
+        sync_host_state(model)  # JAX: the state of a fit that raised, back in the variables
         steps = self.steps_done()
         del model.__dict__[_RECORD]
         for name, own in self._own.items():
@@ -361,7 +368,7 @@ def _zero_after(data):
     """
     if keras.backend.backend() != "tensorflow":
         return 0.0
-    leaves = [leaf for leaf in keras.tree.flatten(data) if leaf is not None]
+    leaves = [leaf for leaf in flatten(data) if leaf is not None]
     try:
         first = ops.cast(ops.reshape(leaves[0], (-1,))[:1], "float32")
         return ops.minimum(ops.sum(ops.cast(ops.isfinite(first), "float32")), 0.0)

@@ -9,6 +9,20 @@ import sys
 import keras
 from keras import ops
 
+# Keras before 3.7 exports `keras.Variable` as a subclass of the class its
+# optimizers create, so their variables are not `keras.Variable` instances;
+# their common base is `KerasVariable` there (checked on 3.0.5, 3.3.3, 3.5.0,
+# 3.6.0; renamed `Variable` in 3.7, where `keras.Variable` is the class itself).
+try:
+    from keras.src.backend.common.variables import KerasVariable as _KerasVariable
+except ImportError:
+    _KerasVariable = keras.Variable
+
+
+def is_variable(value):
+    """Whether `value` is a Keras variable (an optimizer's float LR is one)."""
+    return isinstance(value, (keras.Variable, _KerasVariable))
+
 
 def inner_optimizer(model):
     """The optimizer that applies the updates (inside a `LossScaleOptimizer`)."""
@@ -23,7 +37,7 @@ def learning_rate_variable(model, caller):
     """
     optimizer = inner_optimizer(model)
     learning_rate = optimizer.learning_rate
-    if not isinstance(learning_rate, keras.Variable):
+    if not is_variable(learning_rate):
         # Name what the optimizer was built with (the property evaluates it).
         learning_rate = getattr(optimizer, "_learning_rate", learning_rate)
         raise ValueError(
@@ -48,25 +62,73 @@ def refuse_multi_step_execution(model, caller):
         )
 
 
+def nnx_enabled():
+    """`keras.config.is_nnx_enabled()`; False on Keras < 3.11, which has no NNX."""
+    is_nnx_enabled = getattr(keras.config, "is_nnx_enabled", None)
+    return bool(is_nnx_enabled and is_nnx_enabled())
+
+
+def accumulation_steps(optimizer):
+    """`gradient_accumulation_steps` as an int >= 1 (the option appeared in Keras 3.0.2)."""
+    return getattr(optimizer, "gradient_accumulation_steps", None) or 1
+
+
+def update_count(optimizer):
+    """The optimizer's count of applied updates: the step a schedule gets.
+
+    From Keras 3.5, `iterations` is that count and the batch count is
+    `_iterations`. Before (checked on 3.0.5 and 3.3.3), there is no
+    `_iterations` and `iterations` counts batches under gradient accumulation.
+    """
+    steps = accumulation_steps(optimizer)
+    if steps > 1 and not hasattr(optimizer, "_iterations"):
+        return ops.floor_divide(optimizer.iterations, steps)
+    return optimizer.iterations
+
+
 def current_step(model):
     """The optimizer's update count as a Python int (the schedule's step).
 
     On JAX, pass a model inside `fit` only where its training state has been
     synced (see `sync_host_state`): mid-epoch, its variables are stale.
     """
-    return int(ops.convert_to_numpy(inner_optimizer(model).iterations))
+    return int(ops.convert_to_numpy(update_count(inner_optimizer(model))))
+
+
+def flatten(structure):
+    """`keras.tree.flatten`; Keras 3.0 has no `keras.tree` and uses dm-tree (`tree`)."""
+    if hasattr(keras, "tree"):
+        return keras.tree.flatten(structure)
+    import tree
+
+    return tree.flatten(structure)
 
 
 def sync_host_state(model):
     """JAX: writes the training state of a running `fit` into the model's
     variables, so the host can read them and the next step reads them back.
 
-    Relies on the JAX trainer's `jax_state_sync()` (Keras 3.0-3.15); a no-op
-    on the other backends and outside `fit`.
+    Also after an exception escaped `fit`: Keras before 3.10 leaves the
+    variables it took the state from empty (3.10 syncs in a `finally`).
+    Relies on the JAX trainer's `jax_state_sync()` (the same on 3.0.5, 3.6,
+    3.9, 3.15); a no-op on the other backends and outside `fit`.
     """
     sync = getattr(model, "jax_state_sync", None)
     if sync is not None:
         sync()
+
+
+def restore_jax_sharding_spec(model):
+    """Re-records the training state's sharding spec after an `evaluate` inside `fit`.
+
+    On JAX, Keras 3.9-3.11 end `evaluate` by clearing the spec that the train
+    step reads when it is traced, so a step traced later in the same `fit` (the
+    smaller last batch of an epoch) fails with "'NoneType' object is not
+    subscriptable" (checked on 3.9.2; 3.12 no longer enforces the spec).
+    """
+    record = getattr(model, "_record_training_state_sharding_spec", None)
+    if record is not None and getattr(model, "_trainable_variable_shardings", ()) is None:
+        record()
 
 
 def sibling_callbacks(callback):

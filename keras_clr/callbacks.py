@@ -9,6 +9,7 @@ from keras import ops
 from keras_clr import _checks
 from keras_clr._in_graph import Installation, claim
 from keras_clr._optimizer import (
+    accumulation_steps,
     current_step,
     inner_optimizer,
     learning_rate_variable,
@@ -306,7 +307,7 @@ class OneCycleLR(CyclicLR):
                 "`CyclicLR(OneCycle(max_lr, total_steps))`. Received: steps=None"
             )
         optimizer = inner_optimizer(self.model)
-        accumulation = optimizer.gradient_accumulation_steps or 1
+        accumulation = accumulation_steps(optimizer)
         self._updates_per_epoch = steps / accumulation
         self.schedule = OneCycle(total_steps=max(1, steps * epochs // accumulation),
                                  **self._cycle)

@@ -16,9 +16,15 @@ import pandas as pd
 from keras_clr import _checks, bounds
 from keras_clr._in_graph import Installation, claim, remove_stale
 from keras_clr._optimizer import (
+    accumulation_steps,
     current_step,
+    flatten,
+    inner_optimizer,
     learning_rate_variable,
+    nnx_enabled,
     refuse_multi_step_execution,
+    restore_jax_sharding_spec,
+    sync_host_state,
 )
 from keras_clr.schedules import CyclicalLearningRate
 
@@ -390,7 +396,7 @@ class RangeTestCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         refuse_multi_step_execution(self.model, "RangeTestCallback")
-        if getattr(keras.config, "is_nnx_enabled", lambda: False)():  # Keras >= 3.11
+        if nnx_enabled():
             # Keras' NNX step calls `type(model).train_step`, past the per-step
             # metric reset: the rows would silently hold running means.
             raise ValueError(
@@ -400,7 +406,7 @@ class RangeTestCallback(keras.callbacks.Callback):
             )
         optimizer, _ = learning_rate_variable(self.model, "RangeTestCallback")
         claim(self.model, self, "RangeTestCallback")
-        self._accumulation = optimizer.gradient_accumulation_steps or 1
+        self._accumulation = accumulation_steps(optimizer)
         num_steps = self.num_steps
         if num_steps is None:
             steps, epochs = self.params.get("steps"), self.params.get("epochs")
@@ -497,6 +503,7 @@ class RangeTestCallback(keras.callbacks.Callback):
             scores = self.model.evaluate(*data, verbose=0, return_dict=True)
         else:
             scores = self.model.evaluate(data, verbose=0, return_dict=True)
+        restore_jax_sharding_spec(self.model)
         return {f"val_{k}": float(v) for k, v in scores.items()}
 
     def _stop_reason_for(self, loss):
@@ -600,7 +607,8 @@ def lr_range_test(
         epochs = _checks.positive_int("epochs", epochs)
     if epochs is None:
         num_steps = DEFAULT_NUM_STEPS if num_steps is None else num_steps
-        batches = _checks.positive_int("num_steps", num_steps) * _accumulation(model)
+        batches = (_checks.positive_int("num_steps", num_steps)
+                   * accumulation_steps(inner_optimizer(model)))
         epochs = math.ceil(batches / _steps_per_epoch(x, fit_kwargs))
     validation_data = fit_kwargs.pop("validation_data", None) if eval_every else None
     sweeps = [
@@ -623,6 +631,7 @@ def lr_range_test(
                       **fit_kwargs)
             _restore(model, saved)
     finally:
+        sync_host_state(model)  # JAX < 3.10 after an exception: metric variables too
         for sweep in sweeps:
             sweep.remove_sweep()  # Keras skips on_train_end when fit raises
         _restore(model, saved)
@@ -673,16 +682,11 @@ def _state_variables(model):
     return list(unique.values())
 
 
-def _accumulation(model):
-    """Batches per optimizer update (`gradient_accumulation_steps`)."""
-    return getattr(model.optimizer, "gradient_accumulation_steps", None) or 1
-
-
 def _steps_per_epoch(x, fit_kwargs):
     """Batches per epoch, from `steps_per_epoch` or the data's length."""
     if fit_kwargs.get("steps_per_epoch"):
         return fit_kwargs["steps_per_epoch"]
-    first = keras.tree.flatten(x)[0] if x is not None else None
+    first = flatten(x)[0] if x is not None else None
     if hasattr(first, "shape"):  # arrays: samples / batch_size
         samples = len(first)
         split = fit_kwargs.get("validation_split") or 0.0

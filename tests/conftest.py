@@ -1,4 +1,5 @@
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -6,6 +7,16 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
+
+
+def keras_at_least(*version):
+    """Whether the installed Keras is at least `version`, e.g. `keras_at_least(3, 8)`.
+
+    CI's floor job (.ci/floor) runs the suite under the oldest supported release.
+    """
+    installed = tuple(int(part) for part in re.findall(r"\d+", keras.version())[: len(version)])
+    return installed >= version
+
 
 
 @keras.saving.register_keras_serializable(package="keras_clr_tests")

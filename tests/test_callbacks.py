@@ -7,6 +7,7 @@ from keras_clr import CyclicalLearningRate, CyclicLR, OneCycle
 from tests.conftest import (
     PROBE_TOLERANCE,
     WeightRecorder,
+    keras_at_least,
     probe_data,
     probe_model,
     sgd_momentum_deltas,
@@ -68,8 +69,11 @@ def test_resume_with_backup_and_restore(tmp_path):
     model = probe_model(keras.optimizers.SGD(0.5))
     clr = CyclicLR(schedule)
     recorder, _ = fit(model, 5, [clr, backup], epochs=4)
-    assert clr.history["step"].tolist() == list(range(10, 20)), "resumed at epoch 3"
-    recorder.assert_learning_rates(schedule.values(np.arange(10, 20)))
+    # Keras 3.0's BackupAndRestore restores the weights and iterations but not
+    # the epoch (3.1 added that), so the resumed fit runs all 4 epochs there.
+    end = 20 if keras_at_least(3, 1) else 30
+    assert clr.history["step"].tolist() == list(range(10, end)), "resumed at epoch 3"
+    recorder.assert_learning_rates(schedule.values(np.arange(10, end)))
 
 
 def test_through_loss_scale_optimizer():

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests import distributed
-from tests.conftest import PROBE_TOLERANCE, sgd_momentum_deltas
+from tests.conftest import PROBE_TOLERANCE, keras_at_least, sgd_momentum_deltas
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240
@@ -69,7 +69,18 @@ def check_single_process(result):
     assert result["range_test"] == {"restored": True, "rows": 30, "stop": "finished"}
 
 
+# Keras' own tf.distribute training is wrong before these releases, whatever sets
+# the LR (the "optimizer" route fails the same checks), so CI's floor job skips them.
+# MirroredStrategy: 3.0-3.2 raise with any schedule (its LR reaches the cross-replica
+# update as a PerReplica); 3.3-3.4 apply each replica's own gradients, so replicas
+# drift apart; 3.5-3.7 sum the replicas' gradients. MultiWorkerMirroredStrategy in
+# a custom loop: before 3.5, `apply_gradients` does not all-reduce.
+MIRRORED_OK = keras_at_least(3, 8)
+MULTI_WORKER_OK = keras_at_least(3, 5)
+
+
 @pytest.mark.backends("tensorflow")
+@pytest.mark.skipif(not MIRRORED_OK, reason="Keras < 3.8 trains wrongly under MirroredStrategy")
 def test_mirrored_strategy_on_two_logical_cpus():
     check_single_process(results([worker("mirrored")])[0])
 
@@ -90,6 +101,7 @@ def free_ports(count):
 
 
 @pytest.mark.backends("tensorflow")
+@pytest.mark.skipif(not MULTI_WORKER_OK, reason="Keras < 3.5 does not all-reduce gradients")
 def test_multi_worker_mirrored_strategy_two_processes():
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = [

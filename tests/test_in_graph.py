@@ -16,6 +16,7 @@ from keras_clr import CyclicalLearningRate, CyclicLR, RangeTestCallback, lr_rang
 from tests.conftest import (
     PROBE_TOLERANCE,
     WeightRecorder,
+    keras_at_least,
     probe_data,
     probe_model,
     sgd_momentum_deltas,
@@ -166,13 +167,14 @@ def test_any_other_write_of_the_learning_rate_is_an_error_not_ignored():
 
 
 def tensorboard_scalars(log_dir, tag):
-    values = {}
+    """The values written under `tag`, in the order written (Keras 3.0 writes every
+    batch summary at step 0)."""
+    values = []
     for path in sorted(log_dir.glob("train/events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for value in event.summary.value:
-                if value.tag == tag:
-                    values[event.step] = float(tf.make_ndarray(value.tensor))
-    return [values[step] for step in sorted(values)]
+            values += [float(tf.make_ndarray(v.tensor)) for v in event.summary.value
+                       if v.tag == tag]
+    return values
 
 
 @pytest.mark.parametrize("tensorboard_first", [True, False], ids=["tb_first", "tb_last"])
@@ -197,8 +199,11 @@ def test_every_logger_records_the_lr_each_update_used(tmp_path, tensorboard_firs
     np.testing.assert_allclose([logs["momentum"] for logs in batch_logs], momenta, rtol=1e-6)
     epoch_lrs = used[[2, 5, 8]]  # each epoch's last update
     np.testing.assert_allclose(history.history["learning_rate"], epoch_lrs, rtol=1e-6)
-    np.testing.assert_allclose(pd.read_csv(tmp_path / "log.csv")["learning_rate"], epoch_lrs,
-                               rtol=1e-6)
+    if keras_at_least(3, 3) or not tensorboard_first:
+        # Keras < 3.3 puts only the metrics into the epoch logs: CyclicLR adds the LR
+        # in its own `on_epoch_end`, which a CSVLogger listed before it does not see.
+        np.testing.assert_allclose(pd.read_csv(tmp_path / "log.csv")["learning_rate"],
+                                   epoch_lrs, rtol=1e-6)
     np.testing.assert_allclose(tensorboard_scalars(tmp_path / "tb", "batch_learning_rate"),
                                used, rtol=1e-6)
     np.testing.assert_allclose(tensorboard_scalars(tmp_path / "tb", "epoch_learning_rate"),
