@@ -35,6 +35,7 @@ guard removes it before the new fit builds its step.
 import contextlib
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_clr._optimizer import (
@@ -47,6 +48,9 @@ from keras_clr._optimizer import (
 
 MOMENTUM_ATTRIBUTES = ("momentum", "beta_1")
 _RECORD = "_keras_clr_installation"  # the model's attribute holding the installation
+# Keras 3.3-3.15: `fit` makes its epoch logs with this method; with a step that
+# logs more than the metrics, it returns the last step's logs.
+EPOCH_LOGS = "_get_metrics_result_or_logs"
 
 
 class _Computed:
@@ -226,10 +230,12 @@ class Installation:
         self.eager_momentum = keras.backend.backend() == "torch"
         self._first_step = int(ops.convert_to_numpy(update_count(optimizer)))
         self._own = {name: model.__dict__.get(name)
-                     for name in ("train_step", "make_train_function")}
+                     for name in ("train_step", "make_train_function", EPOCH_LOGS)}
         self._make_train_function = model.make_train_function
         model.train_step = self._step(model.train_step, reset_metrics)
         model.make_train_function = self._guard
+        if hasattr(model, EPOCH_LOGS):
+            model.__dict__[EPOCH_LOGS] = python_epoch_logs(getattr(model, EPOCH_LOGS))
         if momentum_fn is not None:
             first = host_momentum(self._first_step)
             if self.eager_momentum:
@@ -355,6 +361,25 @@ class Installation:
             momentum = self._host_momentum(last) if steps > 0 else self._own_momentum
             setattr(self._optimizer, self._attribute, float(momentum))
         model.train_function = None  # the next fit builds its own step
+
+
+def python_epoch_logs(epoch_logs):
+    """Wraps Keras' epoch-logs method to return Python floats.
+
+    Keras 3.6 passes the last step's logs to the epoch callbacks as tensors
+    (History then holds tensors and CSVLogger raises); other releases convert
+    them. Arrays that are not scalars stay NumPy arrays.
+    """
+
+    def python_logs(logs):
+        converted = dict(epoch_logs(logs))
+        for name, value in converted.items():
+            if ops.is_tensor(value):
+                value = ops.convert_to_numpy(value)
+                converted[name] = float(value) if np.ndim(value) == 0 else value
+        return converted
+
+    return python_logs
 
 
 def _zero_after(data):
