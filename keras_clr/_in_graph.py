@@ -30,6 +30,15 @@ callback that made it, and `model.make_train_function` is shadowed by a guard:
 Keras calls it at the start of every `fit` (and `train_on_batch`), so if an
 installation is still there then, the fit that made it has ended, and the
 guard removes it before the new fit builds its step.
+
+The Keras hooks this relies on, each checked on Keras 3.0.5, 3.3, 3.6, 3.9 and
+3.15 (TensorFlow; JAX and torch on 3.0.5, 3.6, 3.9 and 3.15):
+`make_train_function(force=True)` builds its step from an instance
+`model.train_step` (JAX: the stateless `(state, data) -> (logs, state)`);
+`fit` and `train_on_batch` call `model.make_train_function()` first, once;
+extra keys in a step's logs reach the batch callbacks (and, from 3.3, the
+epoch logs); a float subclass's `__tf_tensor__`/`__jax_array__` in a traced
+TF/JAX step (`LiveFloat`); `_get_metrics_result_or_logs` (3.3+).
 """
 
 import contextlib
