@@ -26,8 +26,9 @@ regression losses) and each seed (the seed changes the data split and the initia
 4. Scores, per rule: the log10 distance of its single LR to the best fixed LR, and a
    fixed-LR run at that LR. The pipeline: 1cycle (`OneCycle`) for the same budget with the
    rule's `max_lr` as peak and its `base_lr` as start (`max_lr / 25` for a rule that gives no
-   base), momentum or beta_1 cycled 0.95 -> 0.85 -> 0.95 by `CyclicLR` (RMSprop runs without
-   momentum, so it is not cycled). A hand grid of the pipeline's peak (0.5x to 16x the best
+   base), momentum or beta_1 cycled 0.95 -> 0.85 -> 0.95 by `CyclicLR` (not for RMSprop,
+   built without momentum, nor Nadam, which the library cannot cycle yet: see `UNCYCLED`).
+   A hand grid of the pipeline's peak (0.5x to 16x the best
    fixed LR, the rule's base/max ratio; widened past an edge like the fixed grid) gives the
    best pipeline reachable by hand; regret is how far the rule's pipeline falls short of it.
    A failure is a refusal (`suggest_bounds` raised `ValueError`), a pipeline that diverged
@@ -262,6 +263,10 @@ TASKS = {task.name: task for task in (
 
 FIXED_MOMENTUM = 0.9  # SGD momentum / Adam-family beta_1 of fixed-LR runs and sweeps
 PIPELINE_MOMENTA = (0.85, 0.95)  # at the LR's peak and trough (Smith, 2018)
+# Optimizers whose momentum the pipeline leaves alone: RMSprop is built without momentum;
+# Nadam's update multiplies a variable by `beta_1`, and keras-clr's cycled momentum (a float
+# subclass, up to commit e85de00) makes Keras refuse it: "Invalid dtype: LiveFloat".
+UNCYCLED = ("rmsprop", "nadam")
 
 
 def make_optimizer(name, learning_rate, momentum=FIXED_MOMENTUM):
@@ -502,12 +507,13 @@ class Trainer:
         schedule = POLICIES[self.policy](max_lr / div_factor, max_lr,
                                          epochs * self.steps_per_epoch, self.steps_per_epoch)
         low, high = PIPELINE_MOMENTA
-        if self.task.optimizer == "rmsprop":  # built without momentum: nothing to cycle
-            callback = CyclicLR(schedule)
+        if self.task.optimizer in UNCYCLED:
+            callback, momentum = CyclicLR(schedule), FIXED_MOMENTUM
         else:
             callback = CyclicLR(schedule, base_momentum=low, max_momentum=high)
+            momentum = high
         return train(self.task, self.seed, self.data, float(schedule.values(0)), epochs,
-                     [callback], momentum=high)
+                     [callback], momentum=momentum)
 
     def sweep_key(self, config, with_validation):
         return self.key("sweep", validation=with_validation, **dataclasses.asdict(config))
