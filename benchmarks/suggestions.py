@@ -28,14 +28,14 @@ regression losses) and each seed (the seed changes the data split and the initia
    rule's `max_lr` as peak and its `base_lr` as start (`max_lr / 25` for a rule that gives no
    base), momentum or beta_1 cycled 0.95 -> 0.85 -> 0.95 by `CyclicLR` (not for RMSprop,
    built without momentum, nor Nadam, which the library cannot cycle yet: see `UNCYCLED`).
-   A hand grid of the pipeline's peak (0.5x to 16x the best
-   fixed LR, the rule's base/max ratio; widened past an edge like the fixed grid) gives the
-   best pipeline reachable by hand; regret is how far the rule's pipeline falls short of it.
-   A failure is a refusal (`suggest_bounds` raised `ValueError`), a pipeline that diverged
-   (non-finite loss) or ended at chance level, or a `max_lr` more than 10x away from the hand
-   grid's best peak. For ours, the pipeline also runs on half the budget minus the range
-   test's steps (rounded to whole epochs), to see whether it reaches the best fixed LR's final
-   score in at most half its steps, range test counted.
+   A hand grid of the pipeline's peak (0.5x to 16x the best fixed LR, the rule's base/max
+   ratio; widened past an edge like the fixed grid) gives the best pipeline reachable by
+   hand; regret is how far the rule's pipeline falls short of it. A failure is a refusal
+   (`suggest_bounds` raised `ValueError`), a pipeline that diverged (non-finite loss) or ended
+   at chance level, or a `max_lr` more than 10x away from the hand grid's best peak. For
+   ours, the pipeline also runs on half the budget minus the range test's steps (rounded to
+   whole epochs), to see whether it reaches the best fixed LR's final score in at most half
+   its steps, range test counted.
 
 Selection (the best fixed LR, the hand grid's best peak) reads the final validation score;
 every reported score is the test split's, so selection noise is not counted as skill. Scores
