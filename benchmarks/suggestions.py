@@ -1014,8 +1014,24 @@ def peak_report(seeds, rules):
     headers = ["task", "seed", "best fixed LR"]
     for name in TARGET_RULES:
         headers += [f"{name} bounds", f"{name} max_lr x best fixed",
-                    f"best peak x best fixed, {name}'s ratio"]
+                    f"best peak x best fixed, {name} ratio"]
     return md_table(headers + ["best peak x best fixed, ratio 25"], table)
+
+
+def peak_distribution(rules):
+    """How often each multiple of the best fixed LR was the hand grid's best 1cycle peak, at
+    the peers' ratio (25) and at ours'."""
+    lines = []
+    for label, rows in (("ratio 25", rules[rules.get("div", pd.Series(dtype=float))
+                                           == DEFAULT_DIV_FACTOR]),
+                        ("ours' ratio", rules[rules["rule"] == "ours"])):
+        peaks = rows.drop_duplicates(["task", "seed"]).get("hand_best_multiple")
+        if peaks is None or peaks.dropna().empty:
+            continue
+        counts = peaks.dropna().value_counts().sort_index()
+        lines.append(f"- {label}: " + ", ".join(f"{m:g}x on {n}" for m, n in counts.items())
+                     + f" task-seeds; geometric mean {np.exp(np.log(peaks.dropna()).mean()):.2g}x")
+    return "\n".join(lines)
 
 
 def spread_report(rules):
@@ -1240,7 +1256,7 @@ def report(tasks, seeds, rules):
              landing_report(rules),
              "## More candidates, on distance alone (no training runs)", distance_report(seeds),
              "## Best fixed LR and the hand grid's best 1cycle peak (x the best fixed LR)",
-             peak_report(seeds, rules),
+             peak_report(seeds, rules), peak_distribution(rules),
              "## Targets", *[checklist(name, seeds, rules) for name in TARGET_RULES
                              if name in set(rules["rule"])],
              "## Spread of ours' bounds over seeds", spread_report(rules),
