@@ -355,6 +355,7 @@ class Cache:
 
     def __init__(self, root):
         self.root = pathlib.Path(root)
+        self.trained = self.read = 0  # runs and sweeps, this process
 
     def path(self, key, suffix):
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
@@ -367,7 +368,9 @@ class Cache:
         """The cached result of `compute()` (a JSON-able dict) for `key`."""
         path = self.path(key, ".json")
         if path.exists():
+            self.read += 1
             return json.loads(path.read_text())["result"]
+        self.trained += 1
         result = compute()
         _write(path, json.dumps({"key": key, "result": result}))
         return result
@@ -376,7 +379,10 @@ class Cache:
         """The cached `RangeTestResult` of `compute()`: history as CSV, the rest as JSON."""
         path = self.path(key, ".csv")
         meta = path.with_suffix(".json")
-        if not path.exists():
+        if path.exists():
+            self.read += 1
+        else:
+            self.trained += 1
             result, seconds = compute()
             _write(meta, json.dumps({"key": key, "seconds": seconds, **{
                 name: getattr(result, name)
@@ -1292,7 +1298,8 @@ def main(argv=None):
                                                                   index=False)
     text = "\n\n".join([top, "## Tasks", tasks_table(tasks, budgets),
                         report(tasks, seeds, rules_frame)])
-    text += f"\n\nTotal {time.perf_counter() - started:.0f} s; plots in {args.out}/\n"
+    text += (f"\n\nTotal {time.perf_counter() - started:.0f} s: {cache.trained} runs and sweeps "
+             f"trained, {cache.read} read from {cache.root}; plots in {args.out}/\n")
     print(text)
     (args.out / "suggestions.md").write_text(text)
     for task in tasks:
