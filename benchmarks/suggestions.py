@@ -1299,7 +1299,7 @@ def main(argv=None):
     text = "\n\n".join([top, "## Tasks", tasks_table(tasks, budgets),
                         report(tasks, seeds, rules_frame)])
     text += (f"\n\nTotal {time.perf_counter() - started:.0f} s: {cache.trained} runs and sweeps "
-             f"trained, {cache.read} read from {cache.root}; plots in {args.out}/\n")
+             f"trained, {cache.read} lookups answered by {cache.root}; plots in {args.out}/\n")
     print(text)
     (args.out / "suggestions.md").write_text(text)
     for task in tasks:
