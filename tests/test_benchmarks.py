@@ -40,3 +40,39 @@ def test_time_to_accuracy_smoke(tmp_path):
     assert set(frame["policy"]) == {"fixed", "step decay", "triangular", "triangular2",
                                     "exp_range", "1cycle"}
     assert (tmp_path / "tta_mnist1d_sgd.png").exists()
+
+
+def test_suggestions_smoke(tmp_path):
+    # One rule keeps it short (each rule adds training runs); the peers' rules are pure
+    # functions, checked on a synthetic sweep below. Pinned to TensorFlow as above.
+    out = run(BENCHMARKS / "suggestions.py", "--quick", "--tasks", "moons_mlp", "--seeds", "1",
+              "--rules", "ours", "--out", tmp_path, env={**ENV, "KERAS_BACKEND": "tensorflow"})
+    for title in ("## Summary over all task-seeds", "## Targets", "### moons_mlp"):
+        assert title in out
+    assert "| ours | 1 |" in out
+    assert set(pd.read_csv(tmp_path / "rules.csv")["rule"]) == {"ours"}
+    for name in ("suggestions.md", "task_seeds.csv", "suggestions_moons_mlp.png"):
+        assert (tmp_path / name).exists()
+    assert list((tmp_path / "cache" / "moons_mlp" / "seed0").glob("sweep_*.csv"))
+
+
+def test_suggestion_rules_on_a_synthetic_sweep():
+    import importlib.util
+
+    import numpy as np
+
+    from keras_clr import RangeTestResult
+
+    spec = importlib.util.spec_from_file_location("suggestions", BENCHMARKS / "suggestions.py")
+    suggestions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suggestions)
+    lrs = np.geomspace(1e-7, 10.0, 100)
+    loss = 2.3 - 2.0 / (1 + (1e-2 / lrs) ** 2) + 50 * lrs**2
+    loss += np.random.default_rng(0).normal(0, 0.01, 100)
+    accuracy = 1.0 - loss / 2.5
+    history = pd.DataFrame({"step": range(100), "learning_rate": lrs, "loss": loss,
+                            "accuracy": accuracy})
+    result = RangeTestResult(history, "exponential", 1e-7, 10.0)
+    for rule in suggestions.RULES.values():
+        suggestion = rule.suggest(result)
+        assert 1e-7 <= suggestion.lr <= 10.0 and 0 < suggestion.base_lr < suggestion.max_lr

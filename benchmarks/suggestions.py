@@ -1,0 +1,1312 @@
+"""Suggestion quality: how close each LR rule lands to a grid search's best LR.
+
+    python benchmarks/suggestions.py [--tasks digits_mlp,moons_mlp] [--seeds 3]
+        [--rules ours,fastai_valley] [--out out/suggestions] [--cache DIR] [--quick]
+        [--sweep-steps 100] [--sweep-range 1e-7,10] [--eval-every 5] [--policy 1cycle]
+
+The promise under test: one short LR range test replaces a grid search. For each task of a
+suite that varies what changes LR behaviour (MLP, BatchNorm, Conv1D, GRU, attention; SGD with
+momentum, Adam, AdamW, RMSprop, Nadam; batch sizes 16 to 512; multi-class, binary and
+regression losses) and each seed (the seed changes the data split and the initial weights):
+
+1. Fixed-LR grid: 7 log-spaced LRs over 3 decades, each trained for the task's full budget,
+   then two half-step points around the best (so the optimum is known to a factor of ~1.8).
+   The best fixed LR has the best final validation score. An optimum at an edge of the grid
+   widens the grid past that edge (the tables say so). Step decay starts from the best fixed
+   LR and divides it by 10 at 50% and 75% of the budget.
+2. Range tests, as a user runs them after reading the docs: `lr_range_test` with an
+   exponential sweep (`SweepConfig`: 100 steps from 1e-7 to 10 by default), once with
+   `validation_data` read every `eval_every` steps and once without.
+3. Rules: ours is `RangeTestResult.suggest_bounds()` with its defaults, on either sweep
+   (`ours` reads the sweep with validation data, `ours_noval` the one without). Its single-LR
+   candidate is `Bounds.lr` if the library has that field, else `max_lr`. The peers are
+   re-implemented below from their published definitions, on the sweep without validation
+   data, the way their libraries read the training loss: fastai's `valley`, `slide`, `steep`
+   and `minimum`, and pytorch-lr-finder's steepest gradient.
+4. Scores, per rule: the log10 distance of its single LR to the best fixed LR, and a
+   fixed-LR run at that LR. The pipeline: 1cycle (`OneCycle`) for the same budget with the
+   rule's `max_lr` as peak and its `base_lr` as start (`max_lr / 25` for a rule that gives no
+   base), momentum or beta_1 cycled 0.95 -> 0.85 -> 0.95 by `CyclicLR` (not for RMSprop,
+   built without momentum, nor Nadam, which the library cannot cycle yet: see `UNCYCLED`).
+   A hand grid of the pipeline's peak (0.5x to 16x the best fixed LR, the rule's base/max
+   ratio; widened past an edge like the fixed grid) gives the best pipeline reachable by
+   hand; regret is how far the rule's pipeline falls short of it. A failure is a refusal
+   (`suggest_bounds` raised `ValueError`), a pipeline that diverged (non-finite loss) or ended
+   at chance level, or a `max_lr` more than 10x away from the hand grid's best peak. For
+   ours, the pipeline also runs on half the budget minus the range test's steps (rounded to
+   whole epochs), to see whether it reaches the best fixed LR's final score in at most half
+   its steps, range test counted.
+
+Selection (the best fixed LR, the hand grid's best peak) reads the final validation score;
+every reported score is the test split's, so selection noise is not counted as skill. Scores
+are accuracy, or mean squared error on a standardized target for regression (lower is
+better; internally negated, so that higher is better everywhere). A diverged run scores at
+chance level (the majority class; predicting the training mean). Regret and the other
+shortfalls are in accuracy points, or in percent of the reference loss for regression;
+the tolerance is 0.5 points or 5%.
+
+Budgets are small (200-340 steps a run) so that the suite (about 45 runs per task and seed)
+fits in about an hour on 2 CPU cores. At that size the 100-step range test is a third of one
+run, so the targets on its cost (<= 2% of the grid) and on reaching the best fixed LR's
+score in half its steps, range test counted, are far harder here than at real budgets.
+
+Every training run and sweep is cached under --cache, one small JSON file (a sweep: its full
+`history` as CSV) per (task, seed, kind, parameters): a rerun retrains only what is missing,
+and a new rule (add a `Rule` to `RULES`, run with `--rules <name>`) trains only its own
+fixed-LR and pipeline runs. `offline_distances()` scores a new rule on the cached sweeps
+without training anything. The key holds the task's `revision` and the runs' parameters, not
+the library's code: delete the cache after changing the range test or the schedules.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import functools
+import hashlib
+import json
+import math
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Measure this checkout's keras_clr, not an installed one.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import keras
+import numpy as np
+import pandas as pd
+
+import keras_clr
+from keras_clr import CyclicalLearningRate, CyclicLR, OneCycle, RangeTestResult, lr_range_test
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEFAULT_OUT = pathlib.Path("out/suggestions")
+
+# ------------------------------------------------------------------------------------ data
+
+
+def _split(x, y, seed, val, test, stratify):
+    """Seeded train/val/test split (`val`, `test`: fractions or counts)."""
+    from sklearn.model_selection import train_test_split
+
+    keep = y if stratify else None
+    x_train, x_rest, y_train, y_rest = train_test_split(
+        x, y, test_size=val + test, stratify=keep, random_state=seed)
+    keep = y_rest if stratify else None
+    x_val, x_test, y_val, y_test = train_test_split(
+        x_rest, y_rest, test_size=test / (val + test), stratify=keep, random_state=seed)
+    return {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
+
+
+def _standardize(splits, target=False):
+    """Scales inputs (and a regression target) by the training split's mean and std."""
+    x_train, y_train = splits["train"]
+    axes = tuple(range(x_train.ndim - 1))
+    x_mean, x_std = x_train.mean(axis=axes), x_train.std(axis=axes) + 1e-7
+    y_mean, y_std = (y_train.mean(), y_train.std()) if target else (0.0, 1.0)
+    scaled = {}
+    for name, (x, y) in splits.items():
+        y = ((y - y_mean) / y_std).astype("float32") if target else y
+        scaled[name] = (((x - x_mean) / x_std).astype("float32"), y)
+    return scaled
+
+
+def digits(seed, rows=False):
+    """scikit-learn's digits, 60/20/20; `rows`: each image as 8 tokens (a row of 8 pixels
+    plus a one-hot row position) for the attention model."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype("float32")
+    if rows:
+        x = np.concatenate([x.reshape(-1, 8, 8), np.broadcast_to(np.eye(8), (len(x), 8, 8))],
+                           axis=-1).astype("float32")
+    return _split(x, y.astype("int32"), seed, 0.2, 0.2, stratify=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist1d():
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    return make_dataset(get_dataset_args())  # generated locally, fixed generator seed
+
+
+def mnist1d(seed, frames=1):
+    """MNIST-1D (4000 train / 1000 test, 40 points): the seed picks 1000 validation
+    signals from the training set; `frames` points per time step (for the GRU)."""
+    data = _mnist1d()
+    shape = (-1, 40 // frames, frames)
+    x, y = data["x"].reshape(shape).astype("float32"), data["y"].astype("int32")
+    order = np.random.default_rng(seed).permutation(len(x))
+    val, train = order[:1000], order[1000:]
+    test = (data["x_test"].reshape(shape).astype("float32"), data["y_test"].astype("int32"))
+    return {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": test}
+
+
+def classification(seed):
+    """A fixed 6-class problem (make_classification: 20 features, 2 clusters per class, 2%
+    label noise), 24000 points: 16000 train / 4000 val / 4000 test."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(24000, 20, n_informative=12, n_redundant=4, n_classes=6,
+                               n_clusters_per_class=2, flip_y=0.02, random_state=0)
+    return _standardize(_split(x, y.astype("int32"), seed, 4000, 4000, stratify=True))
+
+
+def moons(seed):
+    """Two noisy moons (noise 0.3), 5000 points: 1000 train / 2000 val / 2000 test."""
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(5000, noise=0.3, random_state=0)
+    return _standardize(_split(x, y.astype("float32"), seed, 2000, 2000, stratify=True))
+
+
+def friedman(seed, samples):
+    """Friedman #1 regression (10 inputs, 5 informative, noise 1), standardized target;
+    2000 validation and 2000 test points."""
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(samples, noise=1.0, random_state=0)
+    return _standardize(_split(x, y, seed, 2000, 2000, stratify=False), target=True)
+
+
+# ---------------------------------------------------------------------------------- models
+
+
+def mlp(x, widths=(64, 64), batch_norm=False):
+    for width in widths:
+        x = keras.layers.Dense(width, use_bias=not batch_norm)(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.Activation("relu")(x)
+    return x
+
+
+def conv1d(x):
+    """The MNIST-1D paper's small CNN."""
+    for _ in range(3):
+        x = keras.layers.Conv1D(25, 5, strides=2, padding="same", activation="relu")(x)
+    return keras.layers.Flatten()(x)
+
+
+def gru(x, units=32):
+    return keras.layers.GRU(units)(x)
+
+
+def attention(x, width=32, heads=2):
+    """One transformer block over the tokens (post-norm), then mean pooling."""
+    x = keras.layers.Dense(width)(x)
+    mixed = keras.layers.MultiHeadAttention(heads, width // heads)(x, x)
+    x = keras.layers.LayerNormalization()(keras.layers.Add()([x, mixed]))
+    hidden = keras.layers.Dense(2 * width, activation="relu")(x)
+    hidden = keras.layers.Dense(width)(hidden)
+    x = keras.layers.LayerNormalization()(keras.layers.Add()([x, hidden]))
+    return keras.layers.GlobalAveragePooling1D()(x)
+
+
+# ----------------------------------------------------------------------------------- tasks
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One problem of the suite. `body` maps the input tensor to features; the head follows
+    from `classes` (0: regression, 1 linear output and MSE; 2: binary, 1 sigmoid output;
+    more: logits). Bump `revision` when data or model change, so cached runs are redone."""
+
+    name: str
+    data: str
+    architecture: str
+    load: Callable  # seed -> {"train": (x, y), "val": ..., "test": ...}
+    input_shape: tuple
+    body: Callable  # input tensor -> features
+    classes: int
+    optimizer: str  # a key of OPTIMIZERS
+    batch_size: int
+    epochs: int
+    grid: tuple  # (lowest, highest) LR of the fixed-LR grid
+    revision: int = 1
+
+    @property
+    def kind(self):
+        return {0: "regression", 2: "binary"}.get(self.classes, "multiclass")
+
+
+TASKS = {task.name: task for task in (
+    Task("digits_mlp", "digits (sklearn), 10 classes", "MLP 64-64",
+         digits, (64,), mlp, 10, "sgd", 32, 10, (1e-3, 1.0)),
+    Task("mnist1d_conv", "MNIST-1D, 10 classes", "Conv1D x3 (25 ch)",
+         mnist1d, (40, 1), conv1d, 10, "adam", 128, 12, (1e-4, 1e-1)),
+    Task("mnist1d_gru", "MNIST-1D as 20 steps of 2", "GRU 32",
+         functools.partial(mnist1d, frames=2), (20, 2), gru, 10, "rmsprop", 64, 6,
+         (1e-4, 1e-1)),
+    Task("digits_attention", "digits as 8 row tokens", "attention block (2 heads)",
+         functools.partial(digits, rows=True), (8, 16), attention, 10, "adamw", 64, 12,
+         (1e-4, 1e-1)),
+    Task("moons_mlp", "two moons (noise 0.3), binary", "MLP 32-32",
+         moons, (2,), functools.partial(mlp, widths=(32, 32)), 2, "sgd", 16, 5,
+         (1e-3, 1.0)),
+    Task("classif_bn", "make_classification, 6 classes", "MLP 64-64 + BatchNorm",
+         classification, (20,), functools.partial(mlp, batch_norm=True), 6, "nadam", 512, 8,
+         (1e-3, 1.0)),
+    Task("friedman_mlp", "Friedman #1 regression", "MLP 64-64",
+         functools.partial(friedman, samples=7000), (10,), mlp, 0, "adamw", 64, 7,
+         (1e-4, 1e-1)),
+    Task("friedman_bn", "Friedman #1 regression", "MLP 64-64 + BatchNorm",
+         functools.partial(friedman, samples=14000), (10,),
+         functools.partial(mlp, batch_norm=True), 0, "sgd", 256, 8, (1e-3, 1.0)),
+)}
+
+FIXED_MOMENTUM = 0.9  # SGD momentum / Adam-family beta_1 of fixed-LR runs and sweeps
+PIPELINE_MOMENTA = (0.85, 0.95)  # at the LR's peak and trough (Smith, 2018)
+# Optimizers whose momentum the pipeline leaves alone: RMSprop is built without momentum;
+# Nadam's update multiplies a variable by `beta_1`, and keras-clr's cycled momentum (a float
+# subclass, up to commit e85de00) makes Keras refuse it: "Invalid dtype: LiveFloat".
+UNCYCLED = ("rmsprop", "nadam")
+
+
+def make_optimizer(name, learning_rate, momentum=FIXED_MOMENTUM):
+    """The task's optimizer; `momentum` is SGD's momentum or the Adam family's beta_1
+    (RMSprop keeps its default of no momentum)."""
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=momentum)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    adam_family = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+                   "nadam": keras.optimizers.Nadam}
+    return adam_family[name](learning_rate, beta_1=momentum)
+
+
+def build_model(task, seed, learning_rate, momentum=FIXED_MOMENTUM):
+    """The task's model with the seed's initial weights, compiled."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(task.input_shape)
+    features = task.body(inputs)
+    if task.kind == "multiclass":
+        outputs = keras.layers.Dense(task.classes)(features)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    elif task.kind == "binary":
+        outputs, loss = keras.layers.Dense(1, activation="sigmoid")(features), "binary_crossentropy"
+    else:
+        outputs, loss = keras.layers.Dense(1)(features), "mse"
+    model = keras.Model(inputs, outputs)
+    metrics = [] if task.kind == "regression" else ["accuracy"]
+    model.compile(make_optimizer(task.optimizer, learning_rate, momentum), loss, metrics=metrics)
+    return model
+
+
+# ---------------------------------------------------------------------------------- scores
+
+
+def score_of(task, logs, prefix=""):
+    """Higher is better: accuracy, or the negated MSE."""
+    if task.kind == "regression":
+        return -float(logs[prefix + "loss"])
+    return float(logs[prefix + "accuracy"])
+
+
+def chance_score(task, data):
+    """The score of a model that learned nothing: the majority class, or predicting the
+    training mean."""
+    y_train, y_val = data["train"][1], data["val"][1]
+    if task.kind == "regression":
+        return -float(np.mean((y_val - y_train.mean()) ** 2))
+    return float(np.max(np.bincount(y_val.astype("int64"))) / len(y_val))
+
+
+def at_chance(task, score, chance):
+    """Within 2 accuracy points (2% of the loss) of chance, or worse."""
+    return score <= chance + 0.02 if task.kind != "regression" else score <= 0.98 * chance
+
+
+def shortfall(task, reference, score):
+    """How far `score` falls short of `reference`: accuracy points, or % of the loss."""
+    if task.kind == "regression":
+        return 100.0 * (reference - score) / abs(reference)
+    return 100.0 * (reference - score)
+
+
+TOLERANCE = {"accuracy": 0.5, "regression": 5.0}  # points / % of the loss
+
+
+def tolerance(task):
+    return TOLERANCE["regression" if task.kind == "regression" else "accuracy"]
+
+
+def display(task, score):
+    """A score in the task's own units: accuracy, or MSE (positive)."""
+    return -score if task.kind == "regression" else score
+
+
+# ---------------------------------------------------------------------------------- caching
+
+
+def round_lr(lr):
+    """LRs are trained (and cached) at 4 significant digits."""
+    return float(f"{lr:.4g}")
+
+
+class Cache:
+    """Runs and sweeps on disk: `root/<task>/seed<k>/<kind>_<params>_<hash>.json`."""
+
+    def __init__(self, root):
+        self.root = pathlib.Path(root)
+        self.trained = self.read = 0  # runs and sweeps, this process
+
+    def path(self, key, suffix):
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+        params = "_".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in key["params"].items())
+        folder = self.root / key["task"] / f"seed{key['seed']}"
+        return folder / f"{key['kind']}_{params}_{digest}{suffix}"
+
+    def run(self, key, compute):
+        """The cached result of `compute()` (a JSON-able dict) for `key`."""
+        path = self.path(key, ".json")
+        if path.exists():
+            self.read += 1
+            return json.loads(path.read_text())["result"]
+        self.trained += 1
+        result = compute()
+        _write(path, json.dumps({"key": key, "result": result}))
+        return result
+
+    def sweep(self, key, compute):
+        """The cached `RangeTestResult` of `compute()`: history as CSV, the rest as JSON."""
+        path = self.path(key, ".csv")
+        meta = path.with_suffix(".json")
+        if path.exists():
+            self.read += 1
+        else:
+            self.trained += 1
+            result, seconds = compute()
+            _write(meta, json.dumps({"key": key, "seconds": seconds, **{
+                name: getattr(result, name)
+                for name in ("mode", "start_lr", "end_lr", "num_steps", "stop_reason")}}))
+            _write(path, result.history.to_csv(index=False))  # last: it marks the sweep done
+        return load_sweep(path)
+
+
+def _write(path, text):
+    """Writes whole files only (a run stopped mid-write leaves nothing behind)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def load_sweep(path):
+    """A cached sweep (its CSV path) as a `RangeTestResult`."""
+    path = pathlib.Path(path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    return RangeTestResult(pd.read_csv(path), meta["mode"], meta["start_lr"], meta["end_lr"],
+                           meta["num_steps"], meta["stop_reason"])
+
+
+# -------------------------------------------------------------------------------- training
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """The range test as a user runs it: an exponential sweep."""
+
+    num_steps: int = 100
+    start_lr: float = 1e-7
+    end_lr: float = 10.0
+    eval_every: int = 5  # steps between validation passes, on the sweep that reads them
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Keras' `TerminateOnNaN` without its message on stdout."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+            self.model.stop_training = True
+
+
+EVAL_BATCH = 1000  # validation and test passes: the same means, fewer steps
+
+
+def train(task, seed, data, learning_rate, epochs, callbacks=(), momentum=FIXED_MOMENTUM):
+    """One run: per-epoch validation scores, final validation and test scores."""
+    model = build_model(task, seed, learning_rate, momentum)
+    start = time.perf_counter()
+    history = model.fit(*data["train"], batch_size=task.batch_size, epochs=epochs,
+                        validation_data=data["val"], validation_batch_size=EVAL_BATCH,
+                        verbose=0, callbacks=[StopOnNonFinite(), *callbacks])
+    seconds = time.perf_counter() - start
+    logs = pd.DataFrame(history.history)
+    test = model.evaluate(*data["test"], batch_size=EVAL_BATCH, verbose=0, return_dict=True)
+    finite = bool(np.isfinite(logs.to_numpy()).all() and math.isfinite(test["loss"]))
+    chance = chance_score(task, data)
+    curve = [score_of(task, row, "val_") for _, row in logs.iterrows()]
+    curve = [value if math.isfinite(value) else chance for value in curve]
+    val, test_score = (curve[-1], score_of(task, test)) if finite else (chance, chance)
+    return {"curve": curve, "val": val, "test": test_score, "finite": finite,
+            "at_chance": at_chance(task, val, chance), "seconds": round(seconds, 2)}
+
+
+def one_cycle(base_lr, max_lr, total_steps, steps_per_epoch):
+    return OneCycle(max_lr, total_steps, div_factor=max_lr / base_lr)
+
+
+def triangular2(base_lr, max_lr, total_steps, steps_per_epoch, half_cycle_epochs=4):
+    """Halving triangles, half a cycle ~4 epochs, the budget a whole number of cycles."""
+    cycles = max(1, round(total_steps / (2 * half_cycle_epochs * steps_per_epoch)))
+    return CyclicalLearningRate(base_lr, max_lr, max(1, total_steps // (2 * cycles)),
+                                mode="triangular2")
+
+
+POLICIES = {"1cycle": one_cycle, "triangular2": triangular2}
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """Every run of one task and seed, trained once and then read from the cache."""
+
+    task: Task
+    seed: int
+    data: dict
+    cache: Cache
+    epochs: int
+    policy: str = "1cycle"
+
+    @property
+    def steps_per_epoch(self):
+        return math.ceil(len(self.data["train"][0]) / self.task.batch_size)
+
+    @property
+    def budget(self):
+        return self.epochs * self.steps_per_epoch
+
+    def key(self, kind, **params):
+        task = self.task
+        return {"task": task.name, "revision": task.revision, "seed": self.seed, "kind": kind,
+                "optimizer": task.optimizer, "batch_size": task.batch_size,
+                "sizes": [len(x) for x, _ in self.data.values()], "params": params}
+
+    def fixed(self, lr):
+        lr = round_lr(lr)
+        return self.cache.run(self.key("fixed", lr=lr, epochs=self.epochs),
+                              lambda: train(self.task, self.seed, self.data, lr, self.epochs))
+
+    def step_decay(self, lr):
+        """`lr`, divided by 10 at 50% and 75% of the budget."""
+        lr, budget = round_lr(lr), self.budget
+        schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+            [budget // 2, 3 * budget // 4], [lr, lr / 10, lr / 100])
+        return self.cache.run(self.key("stepdecay", lr=lr, epochs=self.epochs),
+                              lambda: train(self.task, self.seed, self.data, schedule,
+                                            self.epochs))
+
+    def pipeline(self, max_lr, div_factor, epochs=None):
+        """The policy from `max_lr / div_factor` up to `max_lr`, with momentum cycling."""
+        max_lr, epochs = round_lr(max_lr), epochs or self.epochs
+        key = self.key(self.policy, max=max_lr, div=div_factor, epochs=epochs)
+        return self.cache.run(key, lambda: self._train_pipeline(max_lr, div_factor, epochs))
+
+    def _train_pipeline(self, max_lr, div_factor, epochs):
+        schedule = POLICIES[self.policy](max_lr / div_factor, max_lr,
+                                         epochs * self.steps_per_epoch, self.steps_per_epoch)
+        low, high = PIPELINE_MOMENTA
+        if self.task.optimizer in UNCYCLED:
+            callback, momentum = CyclicLR(schedule), FIXED_MOMENTUM
+        else:
+            callback = CyclicLR(schedule, base_momentum=low, max_momentum=high)
+            momentum = high
+        return train(self.task, self.seed, self.data, float(schedule.values(0)), epochs,
+                     [callback], momentum=momentum)
+
+    def sweep_key(self, config, with_validation):
+        return self.key("sweep", validation=with_validation, **dataclasses.asdict(config))
+
+    def sweep(self, config, with_validation):
+        return self.cache.sweep(self.sweep_key(config, with_validation),
+                                lambda: self._run_sweep(config, with_validation))
+
+    def _run_sweep(self, config, with_validation):
+        model = build_model(self.task, self.seed, config.start_lr)
+        extra = {}
+        if with_validation:
+            extra = {"validation_data": self.data["val"], "eval_every": config.eval_every}
+        start = time.perf_counter()
+        result = lr_range_test(model, *self.data["train"], start_lr=config.start_lr,
+                               end_lr=config.end_lr, mode="exponential",
+                               num_steps=config.num_steps, batch_size=self.task.batch_size,
+                               **extra)
+        return result, round(time.perf_counter() - start, 2)
+
+
+# ----------------------------------------------------------------------------------- rules
+
+
+@dataclasses.dataclass(frozen=True)
+class Suggestion:
+    """What a rule proposes: a single LR, and the pipeline's peak and base."""
+
+    lr: float
+    max_lr: float
+    base_lr: float
+    detail: str  # what the rule read and returned
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """`suggest(RangeTestResult) -> Suggestion`, raising `ValueError` to refuse; `sweep`
+    names the sweep it reads: "val" (with validation data) or "train" (without)."""
+
+    name: str
+    sweep: str
+    suggest: Callable
+
+
+DEFAULT_DIV_FACTOR = 25.0  # base = max_lr / 25 for a rule without a base (1cycle's default)
+
+
+def ours(result):
+    """The library's default: `suggest_bounds()`. Its single LR is `Bounds.lr` when the
+    library has that field, else `max_lr`."""
+    bounds = result.suggest_bounds()
+    single = getattr(bounds, "lr", None)
+    source = "lr" if single is not None else "max_lr"
+    return Suggestion(single if single is not None else bounds.max_lr, bounds.max_lr,
+                      bounds.base_lr, f"{bounds.method} on {bounds.metric}; single LR = {source}")
+
+
+# The peers, re-implemented here (never in the library) from their published definitions:
+# fastai's suggestion functions and `lr_find` (fastai/callback/schedule.py, fastai v2) and
+# pytorch-lr-finder's `LRFinder.range_test` and `plot` (davidtvs/pytorch-lr-finder,
+# torch_lr_finder/lr_finder.py). Credit for the rules is theirs; the code is ours.
+
+
+def ema(values, beta, debias):
+    """Exponential moving average `s = beta * s + (1 - beta) * value`, from 0 (debiased as
+    fastai's `AvgSmoothLoss`) or from the first value (as pytorch-lr-finder)."""
+    smoothed, out = (0.0 if debias else values[0]), []
+    for count, value in enumerate(values, start=1):
+        smoothed = beta * smoothed + (1 - beta) * value
+        out.append(smoothed / (1 - beta**count) if debias else smoothed)
+    return np.array(out)
+
+
+def _until_diverged(losses, factor):
+    """The losses up to and including the first past `factor` x the best so far, where the
+    peer's own test would have stopped (ours may have stopped earlier, never later)."""
+    best = np.minimum.accumulate(losses)
+    past = np.nonzero(losses > factor * best)[0]
+    return losses[: past[0] + 1] if len(past) else losses
+
+
+def fastai_curve(result):
+    """(lrs, losses) as fastai's `lr_find` hands them to its suggestion functions: the
+    recorder's smoothed loss (EMA, beta 0.98, debiased), its stop at 4x the best, then
+    `[num_it // 10 : -5]`, cut at the first NaN (fastai/callback/schedule.py)."""
+    losses = ema(result.history["loss"].to_numpy(), 0.98, debias=True)
+    losses = _until_diverged(losses, 4.0)
+    lrs = result.history["learning_rate"].to_numpy()[: len(losses)]
+    lrs, losses = lrs[result.num_steps // 10: -5], losses[result.num_steps // 10: -5]
+    finite = np.nonzero(~np.isfinite(losses))[0]
+    end = finite[0] if len(finite) else len(losses)
+    if end < 2:
+        raise ValueError(f"{end} points left after fastai's trimming")
+    return lrs[:end], losses[:end]
+
+
+def fastai_valley(lrs, losses):
+    """fastai's `valley` (after ESRI's suggester): the longest decreasing subsequence of the
+    loss (O(n^2)); the LR at int(n/3) + int(n/6) points past the valley's start, n its
+    length (about halfway, though fastai describes it as two thirds)."""
+    length = np.ones(len(losses), dtype=int)  # longest decreasing run ending at each point
+    for i in range(1, len(losses)):
+        higher = losses[:i] > losses[i]
+        if higher.any():
+            length[i] = 1 + length[:i][higher].max()
+    end = int(np.argmax(length))  # the first longest, as fastai's strict comparison keeps
+    start = end - length[end]  # fastai's off-by-one, kept
+    third = (end - start) / 3
+    return float(lrs[start + int(third) + int(third / 2)])
+
+
+def fastai_slide(lrs, losses, lr_diff=15, thresh=0.005, adjust_value=1.0):
+    """fastai's `slide` (Andrew Chang's interval slide rule): from the end, slide a pair of
+    points `lr_diff` apart towards lower LRs while their loss gradients differ by more
+    than `thresh`; the left point's LR."""
+    if len(losses) <= lr_diff:
+        raise ValueError(f"{len(losses)} points, slide needs more than {lr_diff}")
+    gradient = np.gradient(losses)
+    right, left = len(losses) - 1, len(losses) - 1 - lr_diff
+    suggestion = lrs[left]
+    while left >= 0 and abs(gradient[right] - gradient[left]) > thresh:
+        suggestion = lrs[left]
+        right, left = right - 1, left - 1
+    return float(suggestion) * adjust_value
+
+
+def fastai_steep(lrs, losses):
+    """fastai's `steep`: the LR where the loss falls fastest against log(LR)."""
+    slopes = np.diff(losses) / np.diff(np.log(lrs))
+    return float(lrs[np.argmin(slopes)])
+
+
+def fastai_minimum(lrs, losses):
+    """fastai's `minimum`: a tenth of the LR at the lowest loss."""
+    return float(lrs[np.argmin(losses)]) / 10.0
+
+
+def torch_lr_finder_curve(result):
+    """(lrs, losses) as pytorch-lr-finder's `plot()` reads them: its smoothed loss
+    (`smooth_f=0.05`, from the first value), its stop at 5x the best, then
+    `skip_start=10, skip_end=5` (torch_lr_finder/lr_finder.py)."""
+    losses = _until_diverged(ema(result.history["loss"].to_numpy(), 0.95, debias=False), 5.0)
+    lrs = result.history["learning_rate"].to_numpy()[: len(losses)]
+    if len(losses) < 17:
+        raise ValueError(f"{len(losses)} points, too few to skip 10 + 5")
+    return lrs[10:-5], losses[10:-5]
+
+
+def torch_lr_finder_steepest(lrs, losses):
+    """pytorch-lr-finder's suggestion: the LR at the minimum of `np.gradient(losses)`."""
+    return float(lrs[np.argmin(np.gradient(losses))])
+
+
+def single_lr_rule(curve, function):
+    """A peer's single-LR function as a `suggest` with the default base."""
+
+    def suggest(result):
+        lr = function(*curve(result))
+        return Suggestion(lr, lr, lr / DEFAULT_DIV_FACTOR, "single LR, base = max_lr / 25")
+
+    return suggest
+
+
+RULES = {rule.name: rule for rule in (
+    Rule("ours", "val", ours),
+    Rule("ours_noval", "train", ours),
+    Rule("fastai_valley", "train", single_lr_rule(fastai_curve, fastai_valley)),
+    Rule("fastai_slide", "train", single_lr_rule(fastai_curve, fastai_slide)),
+    Rule("fastai_steep", "train", single_lr_rule(fastai_curve, fastai_steep)),
+    Rule("fastai_minimum", "train", single_lr_rule(fastai_curve, fastai_minimum)),
+    Rule("torch_lr_finder", "train", single_lr_rule(torch_lr_finder_curve,
+                                                     torch_lr_finder_steepest)),
+)}
+SWEEPS = ("val", "train")  # with validation data, without
+TARGET_RULES = ("ours", "ours_noval")  # the library's default; half-budget runs and checks
+
+
+# ---------------------------------------------------------------------------------- search
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Search sizes: the full benchmark's, or tiny ones for the smoke test (`QUICK`)."""
+
+    grid_points: int = 7  # over the task's grid range
+    refine: bool = True  # two half-step points around the grid's best
+    widen: int = 3  # points the grid may add past an edge optimum
+    hand_multiples: tuple = (0.5, 1, 2, 4, 8, 16)  # pipeline peaks, x the best fixed LR
+    subsample_batches: int | None = None  # keep this many batches' worth of each split
+    epochs: int | None = None  # override every task's budget
+
+
+QUICK = Settings(grid_points=2, refine=False, widen=0, hand_multiples=(1,), subsample_batches=12,
+                 epochs=1)
+QUICK_SWEEP = SweepConfig(num_steps=20, eval_every=4)
+
+
+def best_of(runs):
+    """The key of the best final validation score; ties go to the better last-third mean."""
+    def quality(key):
+        curve = runs[key]["curve"]
+        return runs[key]["val"], float(np.mean(curve[-max(1, len(curve) // 3):]))
+
+    return max(runs, key=quality)
+
+
+def widen_search(points, run, factor, limit):
+    """Runs `points`, then adds a point `factor` past the edge while the best is at an edge
+    (at most `limit` times). Returns (runs by point, added points, best at an edge?)."""
+    runs = {point: run(point) for point in points}
+    added = []
+    for _ in range(limit):
+        best = best_of(runs)
+        if best not in (min(runs), max(runs)):
+            break
+        point = best / factor if best == min(runs) else best * factor
+        runs[point] = run(point)
+        added.append(point)
+    best = best_of(runs)
+    return runs, added, best in (min(runs), max(runs))
+
+
+def fixed_grid(trainer, settings):
+    """The fixed-LR grid (widened past an edge, refined around its best)."""
+    low, high = trainer.task.grid
+    points = [round_lr(lr) for lr in np.geomspace(low, high, settings.grid_points)]
+    factor = (high / low) ** (1 / (settings.grid_points - 1))
+    runs, added, edge = widen_search(points, trainer.fixed, factor, settings.widen)
+    if settings.refine and not edge:
+        best = best_of(runs)
+        for lr in (round_lr(best / math.sqrt(factor)), round_lr(best * math.sqrt(factor))):
+            runs[lr] = trainer.fixed(lr)
+    return runs, added, edge
+
+
+def hand_grid(trainer, best_fixed_lr, div_factor, settings):
+    """Pipeline peaks at multiples of the best fixed LR, at the rule's base/max ratio:
+    (runs by multiple, best at an edge?)."""
+    runs, _, edge = widen_search(settings.hand_multiples,
+                                 lambda m: trainer.pipeline(m * best_fixed_lr, div_factor),
+                                 2.0, settings.widen)
+    return runs, edge
+
+
+# -------------------------------------------------------------------------------- evaluate
+
+
+def evaluate(trainer, rules, config, settings):
+    """Everything for one task and seed: (the task-seed's row, one row per rule)."""
+    grid, widened, edge = fixed_grid(trainer, settings)
+    best_lr = best_of(grid)
+    kinds = [kind for kind in SWEEPS if kind in {rule.sweep for rule in rules}]
+    sweeps = {kind: trainer.sweep(config, kind == "val") for kind in kinds}
+    rows = [score_rule(trainer, rule, sweeps[rule.sweep], best_lr, grid[best_lr], settings)
+            for rule in rules]
+    seed_row = {
+        "task": trainer.task.name, "seed": trainer.seed, "best_fixed_lr": best_lr,
+        "best_fixed_val": grid[best_lr]["val"], "best_fixed_test": grid[best_lr]["test"],
+        "step_decay_test": trainer.step_decay(best_lr)["test"], "grid_runs": len(grid),
+        "widened": " ".join(f"{lr:g}" for lr in widened), "grid_edge": edge,
+        "grid_steps": len(grid) * trainer.budget, "budget": trainer.budget,
+        "steps_per_epoch": trainer.steps_per_epoch,
+        "chance": chance_score(trainer.task, trainer.data),
+        "grid_val": {lr: run["val"] for lr, run in sorted(grid.items())},
+    }
+    for kind, sweep in sweeps.items():
+        seed_row[f"sweep_{kind}_steps"] = len(sweep.history)
+        seed_row[f"sweep_{kind}_csv"] = str(trainer.cache.path(
+            trainer.sweep_key(config, kind == "val"), ".csv"))
+    if "val" in sweeps:
+        seed_row["sweep_val_evals"] = int(sweeps["val"].history["val_loss"].notna().sum())
+    return seed_row, rows
+
+
+def score_rule(trainer, rule, sweep, best_lr, best, settings):
+    """One rule's suggestion on one sweep, scored against the grid's best and the hand grid."""
+    task = trainer.task
+    row = {"task": task.name, "seed": trainer.seed, "rule": rule.name,
+           "best_fixed_lr": best_lr, "best_fixed_test": best["test"],
+           "sweep_steps": len(sweep.history), "stop_reason": sweep.stop_reason}
+    try:
+        suggestion = rule.suggest(sweep)
+    except ValueError as error:
+        return {**row, "failure": "refused", "refusal": str(error)}
+    div = float(f"{suggestion.max_lr / suggestion.base_lr:.2g}")
+    fixed = trainer.fixed(suggestion.lr)
+    pipeline = trainer.pipeline(suggestion.max_lr, div)
+    hand, hand_edge = hand_grid(trainer, best_lr, div, settings)
+    peak = best_of(hand)
+    regret = shortfall(task, hand[peak]["test"], pipeline["test"])
+    far = abs(math.log10(suggestion.max_lr / (peak * best_lr))) > 1
+    failure = ("diverged" if not pipeline["finite"] else "chance" if pipeline["at_chance"]
+               else "far" if far else "")
+    row.update({
+        "lr": suggestion.lr, "base_lr": suggestion.base_lr, "max_lr": suggestion.max_lr,
+        "div": div, "detail": suggestion.detail, "x_best": suggestion.lr / best_lr,
+        "log10_distance": math.log10(suggestion.lr / best_lr), "fixed_test": fixed["test"],
+        "fixed_failed": not fixed["finite"] or fixed["at_chance"],
+        "pipeline_test": pipeline["test"], "hand_best_multiple": peak,
+        "hand_best_test": hand[peak]["test"], "hand_edge": hand_edge, "regret": regret,
+        "within_tolerance": regret <= tolerance(task), "failure": failure,
+        "hand_val": {m: run["val"] for m, run in sorted(hand.items())},
+    })
+    if rule.name in TARGET_RULES:
+        row.update(half_budget(trainer, suggestion, div, len(sweep.history)))
+    return row
+
+
+def half_budget(trainer, suggestion, div, sweep_steps):
+    """The pipeline over half the budget minus the range test, in whole epochs."""
+    epochs = max(1, round((trainer.budget / 2 - sweep_steps) / trainer.steps_per_epoch))
+    run = trainer.pipeline(suggestion.max_lr, div, epochs)
+    return {"half_epochs": epochs, "half_steps": epochs * trainer.steps_per_epoch + sweep_steps,
+            "half_test": run["test"]}
+
+
+def offline_distances(suggest, out=DEFAULT_OUT, sweep="val"):
+    """Scores a new rule on the cached sweeps of a finished run, training nothing.
+
+    Args:
+        suggest: `RangeTestResult -> float` (the rule's single LR); raise `ValueError` to
+            refuse.
+        out: The --out folder of the run (its `task_seeds.csv` lists the sweeps).
+        sweep: `"val"` (the sweep with validation data) or `"train"` (without).
+
+    Returns:
+        A DataFrame, one row per task and seed: the LR, x the best fixed LR, its log10
+        distance, and the refusal message if any.
+
+    Example:
+        >>> # offline_distances(lambda r: r.suggest_bounds(metric="loss").max_lr, sweep="train")
+    """
+    return distances(pd.read_csv(pathlib.Path(out) / "task_seeds.csv"), suggest, sweep)
+
+
+def distances(seeds, suggest, sweep):
+    """`offline_distances` over the task-seed rows of a run."""
+    rows = []
+    for _, seed_row in seeds.iterrows():
+        row = {"task": seed_row["task"], "seed": seed_row["seed"],
+               "best_fixed_lr": seed_row["best_fixed_lr"]}
+        try:
+            lr = float(suggest(load_sweep(seed_row[f"sweep_{sweep}_csv"])))
+        except ValueError as error:
+            rows.append({**row, "refusal": str(error)})
+            continue
+        rows.append({**row, "lr": lr, "x_best": lr / row["best_fixed_lr"],
+                     "log10_distance": math.log10(lr / row["best_fixed_lr"])})
+    return pd.DataFrame(rows)
+
+
+def library_rule(metric, method, field="max_lr"):
+    """`suggest_bounds(metric, method)`'s `field`, as a distance-only rule."""
+
+    def suggest(result):
+        return getattr(result.suggest_bounds(metric=metric, method=method), field)
+
+    return suggest
+
+
+# More candidates for the default, scored on distance alone (no training runs): the
+# library's other methods on the same cached sweeps. name -> (sweep, suggest).
+DISTANCE_ONLY = {
+    "ours base_lr": ("val", library_rule(None, None, "base_lr")),
+    "valley on loss": ("train", library_rule("loss", "valley")),
+    "steepest on loss": ("train", library_rule("loss", "steepest")),
+    "minimum on loss": ("train", library_rule("loss", "minimum")),
+    "valley on val_loss": ("val", library_rule("val_loss", "valley")),
+    "steepest on val_loss": ("val", library_rule("val_loss", "steepest")),
+}
+
+
+# --------------------------------------------------------------------------------- reports
+
+
+def md_table(headers, rows):
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def per_seed(values, fmt="{:.3g}"):
+    """One value per seed, '-' where there is none (a refusal)."""
+    return ", ".join("-" if pd.isna(v) else fmt.format(v) for v in values)
+
+
+def mean_std(values, fmt="{:.4f}"):
+    values = pd.Series(values).dropna()
+    if values.empty:
+        return "-"
+    return f"{fmt.format(values.mean())} ± {fmt.format(values.std(ddof=0))}"
+
+
+def fraction(count, total):
+    return f"{count}/{total} ({100 * count / total:.0f}%)" if total else "-"
+
+
+def unit(task):
+    return "MSE" if task.kind == "regression" else "acc"
+
+
+def tasks_table(tasks, budgets):
+    rows = [[t.name, t.data, t.architecture, t.optimizer, t.batch_size,
+             {"multiclass": "cross-entropy", "binary": "binary cross-entropy",
+              "regression": "MSE (no accuracy)"}[t.kind],
+             f"{budgets[t.name][0]} ({budgets[t.name][1]} steps)",
+             f"{t.grid[0]:g} to {t.grid[1]:g}"] for t in tasks]
+    return md_table(["task", "data", "architecture", "optimizer", "batch", "loss",
+                     "epochs (steps)", "fixed-LR grid"], rows)
+
+
+def task_report(task, seeds, rules):
+    """The per-task table: rows = rules, one value per seed where it matters."""
+    shown = functools.partial(display, task)
+    widened = [f"seed {s}: {w}" for s, w in zip(seeds["seed"], seeds["widened"]) if w]
+    head = (
+        f"### {task.name}\n\n{task.data}; {task.architecture}; {task.optimizer}, batch "
+        f"{task.batch_size}, {seeds['budget'].iloc[0]} steps. Best fixed LR per seed: "
+        f"{per_seed(seeds['best_fixed_lr'])} (test {unit(task)} "
+        f"{mean_std(seeds['best_fixed_test'].map(shown))}); step decay test {unit(task)} "
+        f"{mean_std(seeds['step_decay_test'].map(shown))}. Grid widened: "
+        f"{'; '.join(widened) or 'no'}"
+        f"{'; optimum still at an edge on some seed' if seeds['grid_edge'].any() else ''}.")
+    table = []
+    for name, group in rules.groupby("rule", sort=False):
+        failures = group["failure"].replace("", np.nan).dropna().value_counts()
+        table.append([
+            name, per_seed(group.get("lr", [])), per_seed(group.get("x_best", []), "{:.2g}"),
+            mean_std(group.get("fixed_test", pd.Series(dtype=float)).map(shown)),
+            mean_std(group.get("pipeline_test", pd.Series(dtype=float)).map(shown)),
+            per_seed(group.get("regret", []), "{:+.2f}"),
+            per_seed(group.get("hand_best_multiple", []), "{:g}"),
+            ", ".join(f"{k} {v}" for k, v in failures.items()) or "none"])
+    regret = "regret (pts)" if task.kind != "regression" else "regret (% of MSE)"
+    return head + "\n\n" + md_table(
+        ["rule", "LR per seed", "x best fixed", f"fixed-LR test {unit(task)}",
+         f"pipeline test {unit(task)}", regret, "hand-grid best peak (x best fixed)",
+         "failures"], table)
+
+
+def summary_report(rules):
+    """Per rule, over all task-seeds (a refusal counts as a miss everywhere)."""
+    table = []
+    for name, group in rules.groupby("rule", sort=False):
+        total = len(group)
+        distance = group.get("log10_distance", pd.Series(dtype=float)).abs()
+        failures = group["failure"]
+        table.append([
+            name, total, fraction(int((distance <= math.log10(2)).sum()), total),
+            fraction(int((distance > 1).sum()), total),
+            f"{distance.median():.2f}" if distance.notna().any() else "-",
+            fraction(int(group.get("within_tolerance", pd.Series(dtype=bool))
+                         .fillna(False).astype(bool).sum()), total),
+            int((failures == "refused").sum()),
+            int(failures.isin(["diverged", "chance"]).sum()), int((failures == "far").sum())])
+    return md_table(["rule", "task-seeds", "single LR within 2x of best fixed",
+                     "more than 10x off", "median abs log10 distance",
+                     "pipeline within 0.5 pts / 5% of hand-grid best", "refused",
+                     "diverged or at chance", "max_lr > 10x from best peak"], table)
+
+
+def single_lr_note(rules):
+    """Says which field gave ours' single LR (`Bounds.lr` if the library has one)."""
+    details = rules.loc[rules["rule"].isin(TARGET_RULES), "detail"].dropna()
+    sources = sorted({detail.rsplit("= ", 1)[-1] for detail in details})
+    return (f"Ours' single LR is `Bounds.{' / '.join(sources) or '-'}`; the peers' rules give "
+            "one LR, used as the 1cycle peak with base = peak / 25. Refusals count as misses.")
+
+
+def landing_report(rules):
+    """Where each rule's single LR lands, x the best fixed LR, per task (one per seed)."""
+    names = list(dict.fromkeys(rules["rule"]))
+    table = [[task] + [per_seed(group[group["rule"] == name].get("x_best", []), "{:.2g}")
+                       for name in names]
+             for task, group in rules.groupby("task", sort=False)]
+    return md_table(["task"] + names, table)
+
+
+def peak_report(seeds, rules):
+    """Per task-seed: the best fixed LR, ours' bounds, and the hand grid's best peaks."""
+    table = []
+    for _, row in seeds.iterrows():
+        here = rules[(rules["task"] == row["task"]) & (rules["seed"] == row["seed"])]
+        cells = [row["task"], row["seed"], f"{row['best_fixed_lr']:.3g}"]
+        for name in TARGET_RULES:
+            rule = here[here["rule"] == name]
+            if rule.empty or rule["failure"].iloc[0] == "refused":
+                cells += ["refused" if len(rule) else "-", "-", "-"]
+                continue
+            rule = rule.iloc[0]
+            cells += [f"{rule['base_lr']:.3g} - {rule['max_lr']:.3g}",
+                      f"{rule['max_lr'] / row['best_fixed_lr']:.2g}",
+                      f"{rule['hand_best_multiple']:g}"]
+        default_ratio = here[here.get("div", pd.Series(dtype=float)) == DEFAULT_DIV_FACTOR]
+        cells.append(f"{default_ratio['hand_best_multiple'].iloc[0]:g}"
+                     if len(default_ratio) else "-")
+        table.append(cells)
+    headers = ["task", "seed", "best fixed LR"]
+    for name in TARGET_RULES:
+        headers += [f"{name} bounds", f"{name} max_lr x best fixed",
+                    f"best peak x best fixed, {name} ratio"]
+    return md_table(headers + ["best peak x best fixed, ratio 25"], table)
+
+
+def peak_distribution(rules):
+    """How often each multiple of the best fixed LR was the hand grid's best 1cycle peak, at
+    the peers' ratio (25) and at ours'."""
+    lines = []
+    for label, rows in (("ratio 25", rules[rules.get("div", pd.Series(dtype=float))
+                                           == DEFAULT_DIV_FACTOR]),
+                        ("ours' ratio", rules[rules["rule"] == "ours"])):
+        peaks = rows.drop_duplicates(["task", "seed"]).get("hand_best_multiple")
+        if peaks is None or peaks.dropna().empty:
+            continue
+        counts = peaks.dropna().value_counts().sort_index()
+        lines.append(f"- {label}: " + ", ".join(f"{m:g}x on {n}" for m, n in counts.items())
+                     + f" task-seeds; geometric mean {np.exp(np.log(peaks.dropna()).mean()):.2g}x")
+    return "\n".join(lines)
+
+
+def spread_report(rules):
+    """How much ours' bounds move between seeds (max / min over seeds)."""
+    table = []
+    for (task, name), group in rules[rules["rule"].isin(TARGET_RULES)].groupby(
+            ["task", "rule"], sort=False):
+        if "max_lr" not in group or group["max_lr"].isna().all():
+            table.append([task, name, "-", "-", "-", "-"])
+            continue
+        base, top = group["base_lr"].dropna(), group["max_lr"].dropna()
+        table.append([task, name, f"{base.min():.3g} - {base.max():.3g}",
+                      f"{base.max() / base.min():.2g}", f"{top.min():.3g} - {top.max():.3g}",
+                      f"{top.max() / top.min():.2g}"])
+    return md_table(["task", "rule", "base_lr range", "base_lr max/min", "max_lr range",
+                     "max_lr max/min"], table)
+
+
+def cost_report(seeds):
+    """The range test's steps against the fixed grid's (the sweep with validation data, else
+    the one without)."""
+    table = []
+    for task, group in seeds.groupby("task", sort=False):
+        column = group.get("sweep_val_steps", group.get("sweep_train_steps"))
+        table.append([task, group["budget"].iloc[0], per_seed(group["grid_runs"], "{:.0f}"),
+                      int(group["grid_steps"].mean()),
+                      *[per_seed(group.get(name, [np.nan] * len(group)), "{:.0f}")
+                        for name in ("sweep_val_steps", "sweep_val_evals", "sweep_train_steps")],
+                      f"{100 * (column / group['grid_steps']).max():.2f}%"])
+    return md_table(["task", "budget (steps)", "grid runs", "grid steps (mean)",
+                     "range test steps (with val)", "val evaluations", "steps (no val)",
+                     "range test / grid (worst seed)"], table)
+
+
+def verdict(met):
+    return "**met**" if met else "**missed**"
+
+
+def refusal_report(rules):
+    """Every refusal, with the message the rule gave."""
+    refused = rules[rules["failure"] == "refused"]
+    if refused.empty:
+        return "No rule refused."
+    return md_table(["task", "seed", "rule", "stop reason", "message"],
+                    [[r["task"], r["seed"], r["rule"], r["stop_reason"], r["refusal"]]
+                     for _, r in refused.iterrows()])
+
+
+def distance_report(seeds):
+    """The distance-only candidates, on the sweeps this run made."""
+    table = []
+    for name, (sweep, suggest) in DISTANCE_ONLY.items():
+        if f"sweep_{sweep}_csv" not in seeds:
+            continue
+        found = distances(seeds, suggest, sweep)
+        distance, total = found.get("log10_distance", pd.Series(dtype=float)).abs(), len(found)
+        table.append([name, sweep, total, fraction(int((distance <= math.log10(2)).sum()), total),
+                      fraction(int((distance > 1).sum()), total),
+                      f"{distance.median():.2f}" if distance.notna().any() else "-",
+                      int(found.get("refusal", pd.Series(dtype=str)).notna().sum())])
+    return md_table(["rule", "sweep", "task-seeds", "within 2x of best fixed", "more than 10x off",
+                     "median abs log10 distance", "refused"], table)
+
+
+def per_task_means(seeds, ours):
+    """Per task, means over seeds of the scores the per-task targets compare; a task with
+    a refused seed has no mean (it misses those targets)."""
+    merged = ours.merge(seeds[["task", "seed", "step_decay_test"]], on=["task", "seed"])
+    means = merged.groupby("task", sort=False)[
+        ["pipeline_test", "half_test", "best_fixed_test", "step_decay_test"]].mean()
+    refused = merged.groupby("task", sort=False)["failure"].apply(lambda f: (f == "refused").any())
+    means.loc[refused] = np.nan
+    return means
+
+
+def checklist(name, seeds, rules):
+    """The targets for one of ours' rules, one line each."""
+    ours = rules[rules["rule"] == name].copy()
+    total, tasks = len(ours), ours["task"].nunique()
+    task_of = ours["task"].map(TASKS)
+    within = int(ours["within_tolerance"].fillna(False).astype(bool).sum())
+    below = int(sum(r == "refused" or shortfall(t, b, p) > 0 for t, b, p, r in zip(
+        task_of, ours["best_fixed_test"], ours["pipeline_test"], ours["failure"])))
+    means = per_task_means(seeds, ours)
+    above_decay = sum(shortfall(TASKS[t], row["step_decay_test"], row["pipeline_test"]) <= 0
+                      for t, row in means.iterrows())
+    half = sum(shortfall(TASKS[t], row["best_fixed_test"], row["half_test"]) <= 0
+               for t, row in means.iterrows())
+    distance = ours["log10_distance"].abs()
+    close, off = int((distance <= math.log10(2)).sum()), int((distance > 1).sum())
+    off += int((ours["failure"] == "refused").sum())
+    valley = rules[rules["rule"] == "fastai_valley"]["log10_distance"].abs()
+    valley_close = int((valley <= math.log10(2)).sum())
+    valley_off = int((valley > 1).sum() + valley.isna().sum())
+    cost = (seeds["sweep_val_steps" if RULES[name].sweep == "val" else "sweep_train_steps"]
+            / seeds["grid_steps"]).max()
+    return "\n".join([
+        f"**{name}** ({RULES[name].sweep} sweep; a refusal counts as a miss):",
+        f"- pipeline within 0.5 pts / 5% of the hand grid's best on >= 80% of task-seeds: "
+        f"{fraction(within, total)} {verdict(within >= 0.8 * total)}",
+        f"- pipeline never below the best fixed LR's final test score: below on "
+        f"{fraction(below, total)} {verdict(below == 0)}",
+        f"- pipeline at or above step decay on >= 3/4 of tasks (means over seeds): "
+        f"{above_decay}/{tasks} {verdict(above_decay >= 0.75 * tasks)}",
+        f"- half budget, range test counted, reaches the best fixed LR's final test score on "
+        f">= half the tasks (means over seeds): {half}/{tasks} {verdict(half >= 0.5 * tasks)}",
+        f"- single LR within 2x of the best fixed LR on >= 80% of task-seeds: "
+        f"{fraction(close, total)} {verdict(close >= 0.8 * total)}; never more than 10x off "
+        f"(or refused): {off} times {verdict(off == 0)}; fastai_valley on the training "
+        f"sweep: {valley_close} within 2x, {valley_off} more than 10x off: better on both "
+        f"counts {verdict(close > valley_close and off < valley_off)}",
+        "- bounds' spread over seeds: see the spread table",
+        f"- range test cost <= 2% of the grid's steps: worst task-seed {100 * cost:.2f}% "
+        f"{verdict(cost <= 0.02)}",
+    ])
+
+
+# ----------------------------------------------------------------------------------- plots
+
+
+def plot_task(task, seeds, rules, out):
+    """Per seed: final validation score against the fixed LR, the hand grid's pipeline
+    peaks, and a line where each rule's single LR lands."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.5 * len(seeds), 3.8), layout="constrained")
+    axes = figure.subplots(1, len(seeds), squeeze=False)[0]
+    for ax, (_, seed_row) in zip(axes, seeds.iterrows()):
+        grid = seed_row["grid_val"]
+        ax.plot(list(grid), [display(task, v) for v in grid.values()], "o-", color="black",
+                label="fixed LR")
+        here = rules[rules["seed"] == seed_row["seed"]]
+        plotted = set()
+        for _, row in here.iterrows():
+            if isinstance(row.get("hand_val"), dict) and row["div"] not in plotted:
+                plotted.add(row["div"])
+                peaks = [m * seed_row["best_fixed_lr"] for m in row["hand_val"]]
+                ax.plot(peaks, [display(task, v) for v in row["hand_val"].values()],
+                        "s^vD"[len(plotted) - 1] + "--", color="grey",
+                        label=f"1cycle peak, ratio {row['div']:g}")
+        for index, (_, row) in enumerate(here.iterrows()):
+            if pd.notna(row.get("lr")):
+                ax.axvline(row["lr"], color=f"C{index % 10}", linestyle=":", label=row["rule"])
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate (fixed) or peak (1cycle)")
+        ax.set_ylabel(f"final validation {unit(task)}")
+        ax.set_title(f"{task.name}, seed {seed_row['seed']}", fontsize=10)
+    axes[0].legend(fontsize=6)
+    figure.savefig(out / f"suggestions_{task.name}.png", dpi=80)
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--seeds", default="3", help="a count (seeds 0..N-1) or a list: 0,3,4")
+    parser.add_argument("--rules", default=",".join(RULES))
+    parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
+    parser.add_argument("--cache", type=pathlib.Path, help="defaults to OUT/cache")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, for the smoke test")
+    parser.add_argument("--sweep-steps", type=int, help="range-test steps (default 100)")
+    parser.add_argument("--sweep-range", help="start,end of the sweep (default 1e-7,10)")
+    parser.add_argument("--eval-every", type=int, help="steps between validation passes (5)")
+    parser.add_argument("--policy", choices=POLICIES, default="1cycle")
+    return parser.parse_args(argv)
+
+
+def sweep_config(args):
+    changes = {}
+    if args.sweep_steps:
+        changes["num_steps"] = args.sweep_steps
+    if args.sweep_range:
+        changes["start_lr"], changes["end_lr"] = map(float, args.sweep_range.split(","))
+    if args.eval_every:
+        changes["eval_every"] = args.eval_every
+    return dataclasses.replace(QUICK_SWEEP if args.quick else SweepConfig(), **changes)
+
+
+def parse_seeds(text):
+    return [int(s) for s in text.split(",") if s] if "," in text else list(range(int(text)))
+
+
+def load_data(task, seed, settings):
+    data = task.load(seed)
+    if settings.subsample_batches:
+        size = settings.subsample_batches * task.batch_size
+        data = {name: (x[:size], y[:size]) for name, (x, y) in data.items()}
+    return data
+
+
+def header(args, config, settings):
+    def git(*command):
+        return subprocess.run(["git", *command], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += " (with uncommitted changes)"
+    versions = f"keras {keras.__version__} ({keras.backend.backend()})"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        versions += f", tensorflow {tf.__version__}"
+    return "\n".join([
+        "# LR suggestions against a grid search", "",
+        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, {versions}, numpy {np.__version__}",
+        f"- commit: {commit}; keras_clr from {pathlib.Path(keras_clr.__file__).parent}",
+        f"- command: python {' '.join(sys.argv)}",
+        f"- sweep: {config}; pipeline: {args.policy}; {settings}",
+    ])
+
+
+def report(tasks, seeds, rules):
+    """All the Markdown tables after the header."""
+    parts = ["## Summary over all task-seeds", summary_report(rules),
+             single_lr_note(rules),
+             "## Where each single LR lands (x the best fixed LR; one value per seed)",
+             landing_report(rules),
+             "## More candidates, on distance alone (no training runs)", distance_report(seeds),
+             "## Best fixed LR and the hand grid's best 1cycle peak (x the best fixed LR)",
+             peak_report(seeds, rules), peak_distribution(rules),
+             "## Targets", *[checklist(name, seeds, rules) for name in TARGET_RULES
+                             if name in set(rules["rule"])],
+             "## Spread of ours' bounds over seeds", spread_report(rules),
+             "## Refusals", refusal_report(rules),
+             "## Range-test cost", cost_report(seeds), "## Per task"]
+    parts += [task_report(task, seeds[seeds["task"] == task.name],
+                          rules[rules["task"] == task.name]) for task in tasks]
+    return "\n\n".join(parts)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    settings, config = (QUICK if args.quick else Settings()), sweep_config(args)
+    tasks = [TASKS[name] for name in args.tasks.split(",")]
+    rules = [RULES[name] for name in args.rules.split(",")]
+    cache = Cache(args.cache or args.out / "cache")
+    args.out.mkdir(parents=True, exist_ok=True)
+    started, seed_rows, rule_rows, budgets = time.perf_counter(), [], [], {}
+    top = header(args, config, settings)  # the commit and time this run started from
+    for task in tasks:
+        for seed in parse_seeds(args.seeds):
+            trainer = Trainer(task, seed, load_data(task, seed, settings), cache,
+                              settings.epochs or task.epochs, args.policy)
+            budgets[task.name] = (trainer.epochs, trainer.budget)
+            seed_row, rows = evaluate(trainer, rules, config, settings)
+            seed_rows.append(seed_row)
+            rule_rows += rows
+            print(f"[{time.perf_counter() - started:6.0f} s] {task.name} seed {seed}: best "
+                  f"fixed LR {seed_row['best_fixed_lr']:g}", file=sys.stderr, flush=True)
+    seeds, rules_frame = pd.DataFrame(seed_rows), pd.DataFrame(rule_rows)
+    seeds.drop(columns="grid_val").to_csv(args.out / "task_seeds.csv", index=False)
+    rules_frame.drop(columns="hand_val", errors="ignore").to_csv(args.out / "rules.csv",
+                                                                  index=False)
+    text = "\n\n".join([top, "## Tasks", tasks_table(tasks, budgets),
+                        report(tasks, seeds, rules_frame)])
+    text += (f"\n\nTotal {time.perf_counter() - started:.0f} s: {cache.trained} runs and sweeps "
+             f"trained, {cache.read} lookups answered by {cache.root}; plots in {args.out}/\n")
+    print(text)
+    (args.out / "suggestions.md").write_text(text)
+    for task in tasks:
+        plot_task(task, seeds[seeds["task"] == task.name],
+                  rules_frame[rules_frame["task"] == task.name], args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
