@@ -2,7 +2,7 @@
 
     python benchmarks/suggestions.py [--tasks digits_mlp,moons_mlp] [--seeds 3]
         [--rules ours,fastai_valley] [--out out/suggestions] [--cache DIR] [--quick]
-        [--sweep-steps 100] [--sweep-range 1e-7,10] [--eval-every 5] [--policy 1cycle]
+        [--sweep-steps 300] [--sweep-range 1e-7,10] [--eval-every 15] [--policy 1cycle]
 
 The promise under test: one short LR range test replaces a grid search. For each task of a
 suite that varies what changes LR behaviour (MLP, BatchNorm, Conv1D, GRU, attention; SGD with
@@ -15,8 +15,8 @@ regression losses) and each seed (the seed changes the data split and the initia
    widens the grid past that edge (the tables say so). Step decay starts from the best fixed
    LR and divides it by 10 at 50% and 75% of the budget.
 2. Range tests, as a user runs them after reading the docs: `lr_range_test` with an
-   exponential sweep (`SweepConfig`: 100 steps from 1e-7 to 10 by default), once with
-   `validation_data` read every `eval_every` steps and once without.
+   exponential sweep (`SweepConfig`: the library's defaults, 300 steps from 1e-7 to 10), once
+   with `validation_data` read every `eval_every` steps and once without.
 3. Rules: ours is `RangeTestResult.suggest_bounds()` with its defaults, on either sweep
    (`ours` reads the sweep with validation data, `ours_noval` the one without). Its single-LR
    candidate is `Bounds.lr` if the library has that field, else `max_lr`. The peers are
@@ -27,7 +27,7 @@ regression losses) and each seed (the seed changes the data split and the initia
    fixed-LR run at that LR. The pipeline: 1cycle (`OneCycle`) for the same budget with the
    rule's `max_lr` as peak and its `base_lr` as start (`max_lr / 25` for a rule that gives no
    base), momentum or beta_1 cycled 0.95 -> 0.85 -> 0.95 by `CyclicLR` (not for RMSprop,
-   built without momentum, nor Nadam, which the library cannot cycle yet: see `UNCYCLED`).
+   which the task builds without momentum: see `UNCYCLED`).
    A hand grid of the pipeline's peak (0.5x to 16x the best fixed LR, the rule's base/max
    ratio; widened past an edge like the fixed grid) gives the best pipeline reachable by
    hand; regret is how far the rule's pipeline falls short of it. A failure is a refusal
@@ -46,7 +46,7 @@ shortfalls are in accuracy points, or in percent of the reference loss for regre
 the tolerance is 0.5 points or 5%.
 
 Budgets are small (200-340 steps a run) so that the suite (about 45 runs per task and seed)
-fits in about an hour on 2 CPU cores. At that size the 100-step range test is a third of one
+fits in about an hour on 2 CPU cores. At that size the 300-step range test is about one
 run, so the targets on its cost (<= 2% of the grid) and on reaching the best fixed LR's
 score in half its steps, range test counted, are far harder here than at real budgets.
 
@@ -83,6 +83,7 @@ import pandas as pd
 
 import keras_clr
 from keras_clr import CyclicalLearningRate, CyclicLR, OneCycle, RangeTestResult, lr_range_test
+from keras_clr.range_test import DEFAULT_END_LR, DEFAULT_NUM_STEPS, DEFAULT_START_LR
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_OUT = pathlib.Path("out/suggestions")
@@ -263,10 +264,8 @@ TASKS = {task.name: task for task in (
 
 FIXED_MOMENTUM = 0.9  # SGD momentum / Adam-family beta_1 of fixed-LR runs and sweeps
 PIPELINE_MOMENTA = (0.85, 0.95)  # at the LR's peak and trough (Smith, 2018)
-# Optimizers whose momentum the pipeline leaves alone: RMSprop is built without momentum;
-# Nadam's update multiplies a variable by `beta_1`, and keras-clr's cycled momentum (a float
-# subclass, up to commit e85de00) makes Keras refuse it: "Invalid dtype: LiveFloat".
-UNCYCLED = ("rmsprop", "nadam")
+# Optimizers whose momentum the pipeline leaves alone: RMSprop is built without momentum.
+UNCYCLED = ("rmsprop",)
 
 
 def make_optimizer(name, learning_rate, momentum=FIXED_MOMENTUM):
@@ -414,10 +413,11 @@ def load_sweep(path):
 class SweepConfig:
     """The range test as a user runs it: an exponential sweep."""
 
-    num_steps: int = 100
-    start_lr: float = 1e-7
-    end_lr: float = 10.0
-    eval_every: int = 5  # steps between validation passes, on the sweep that reads them
+    num_steps: int = DEFAULT_NUM_STEPS
+    start_lr: float = DEFAULT_START_LR
+    end_lr: float = DEFAULT_END_LR
+    eval_every: int = 15  # steps between validation passes (20 a sweep), on the sweep that
+    # reads them
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -765,6 +765,16 @@ def hand_grid(trainer, best_fixed_lr, div_factor, settings):
 
 
 # -------------------------------------------------------------------------------- evaluate
+
+
+# The columns of a rule's row (`score_rule`); a refusal fills only some.
+RULE_COLUMNS = [
+    "task", "seed", "rule", "best_fixed_lr", "best_fixed_test", "sweep_steps", "stop_reason",
+    "lr", "base_lr", "max_lr", "div", "detail", "x_best", "log10_distance", "fixed_test",
+    "fixed_failed", "pipeline_test", "hand_best_multiple", "hand_best_test", "hand_val",
+    "hand_edge", "regret", "within_tolerance", "failure", "half_epochs", "half_steps",
+    "half_test", "refusal",
+]
 
 
 def evaluate(trainer, rules, config, settings):
@@ -1200,9 +1210,10 @@ def parse_args(argv=None):
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
     parser.add_argument("--cache", type=pathlib.Path, help="defaults to OUT/cache")
     parser.add_argument("--quick", action="store_true", help="tiny budgets, for the smoke test")
-    parser.add_argument("--sweep-steps", type=int, help="range-test steps (default 100)")
+    parser.add_argument("--sweep-steps", type=int,
+                        help=f"range-test steps (default {DEFAULT_NUM_STEPS})")
     parser.add_argument("--sweep-range", help="start,end of the sweep (default 1e-7,10)")
-    parser.add_argument("--eval-every", type=int, help="steps between validation passes (5)")
+    parser.add_argument("--eval-every", type=int, help="steps between validation passes (15)")
     parser.add_argument("--policy", choices=POLICIES, default="1cycle")
     return parser.parse_args(argv)
 
@@ -1292,7 +1303,8 @@ def main(argv=None):
             rule_rows += rows
             print(f"[{time.perf_counter() - started:6.0f} s] {task.name} seed {seed}: best "
                   f"fixed LR {seed_row['best_fixed_lr']:g}", file=sys.stderr, flush=True)
-    seeds, rules_frame = pd.DataFrame(seed_rows), pd.DataFrame(rule_rows)
+    seeds = pd.DataFrame(seed_rows)
+    rules_frame = pd.DataFrame(rule_rows).reindex(columns=RULE_COLUMNS)  # all refused: too
     seeds.drop(columns="grid_val").to_csv(args.out / "task_seeds.csv", index=False)
     rules_frame.drop(columns="hand_val", errors="ignore").to_csv(args.out / "rules.csv",
                                                                   index=False)

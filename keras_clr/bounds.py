@@ -2,8 +2,14 @@
 
 Every rule takes the swept learning rates and the recorded values of one
 metric, drops non-finite rows, smooths with a centered moving average (no
-lag, so the bounds are not pushed to higher LRs) and returns a `Bounds`.
+lag, so the bounds are not pushed to higher LRs) and returns a `Bounds`, or
+refuses a curve with no clear signal (a `ValueError` that says why).
 
+- `lowest_loss_bounds` (the default, `"lowest_loss"`): `max_lr` where the
+  smoothed training loss is lowest, the single LR `lr = max_lr / 2.5` and
+  `base_lr = max_lr / 25`. Chosen by `benchmarks/suggestions.py`: across its
+  tasks it lands closest to the best fixed LR of a grid search and to the
+  best 1cycle peak (docs/suggestions.md).
 - `accuracy_bounds`: Smith's rule (2017): `base_lr` where accuracy starts to
   rise, `max_lr` where the rise stops (it flattens, turns ragged or falls).
 - `loss_bounds`: `base_lr` where the loss starts to fall; `max_lr` from one of
@@ -16,8 +22,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-LOSS_METHODS = ("valley", "steepest", "minimum")
-METHODS = ("accuracy", *LOSS_METHODS)
+LOSS_METHODS = ("valley", "steepest", "minimum")  # `loss_bounds`' methods
+METHODS = ("lowest_loss", "accuracy", *LOSS_METHODS)
+
+# The default rule's constants (see `lowest_loss_bounds`): the single LR and
+# the cycle's base below the peak, and its smoothing, a wider share of the
+# sweep than the other rules'.
+LR_BELOW_PEAK = 2.5
+BASE_BELOW_PEAK = 25.0  # 1cycle's usual `div_factor` (PyTorch, fastai)
+LOWEST_LOSS_WINDOW = 0.10
 
 # Fractions of the total rise (accuracy) or drop (loss) that mark where the
 # useful region of the sweep begins and where accuracy has stopped rising.
@@ -26,12 +39,17 @@ PLATEAU_FRACTION = 0.95
 
 
 class Bounds(NamedTuple):
-    """Suggested cycle bounds, with the rule and the curve that gave them."""
+    """Suggested cycle bounds, with the rule and the curve that gave them.
+
+    `lr` is a single fixed LR, for training without a cycle (None for the
+    rules that do not give one).
+    """
 
     base_lr: float
     max_lr: float
     method: str
     metric: str
+    lr: float = None
 
 
 def smooth(values, window=None):
@@ -52,11 +70,43 @@ def smooth(values, window=None):
     return (padded_sum[high] - padded_sum[low]) / (high - low)
 
 
-def default_window(n):
-    """About 5% of the points, odd, at least 3 (1 for tiny curves)."""
+def default_window(n, fraction=0.05):
+    """About `fraction` of the points (5%), odd, at least 3 (1 for tiny curves)."""
     if n < 10:
         return 1
-    return max(3, (n // 20) | 1)
+    return max(3, int(n * fraction) | 1)
+
+
+def lowest_loss_bounds(lrs, loss, metric="loss", window=None):
+    """keras-clr's default rule, on a training-loss-vs-LR curve.
+
+    `max_lr` is the LR where the smoothed loss is lowest (the moving average
+    spans 10% of the points); the single LR is `max_lr / 2.5`, `base_lr` is
+    `max_lr / 25`. A curve whose lowest point is its last (the loss still
+    falls at the sweep's end) is refused: the peak lies beyond the sweep.
+
+    Examples:
+        >>> lrs = np.geomspace(1e-5, 1.0, 300)
+        >>> loss = 2.3 - 2.0 / (1 + (1e-2 / lrs) ** 2) + 50 * lrs**2
+        >>> found = lowest_loss_bounds(lrs, loss)
+        >>> round(found.max_lr, 4), round(found.lr, 4), round(found.base_lr, 5)
+        (0.0425, 0.017, 0.0017)
+    """
+    if window is None:
+        window = default_window(np.isfinite(np.asarray(loss, dtype="float64")).sum(),
+                                LOWEST_LOSS_WINDOW)
+    lrs, curve, noise = _prepare(lrs, loss, metric, window)
+    lowest = int(np.argmin(curve))
+    _require_signal(curve[: max(1, lowest)].max() - curve[lowest], noise, metric, "drop")
+    if lowest == len(curve) - 1:
+        raise ValueError(
+            f"The {metric!r} curve is still falling at the end of the sweep "
+            f"({lrs[-1]:.3g}), so its lowest point lies beyond it. Sweep to a higher "
+            "`end_lr` (or until the loss diverges)."
+        )
+    max_lr = float(lrs[lowest])
+    return Bounds(max_lr / BASE_BELOW_PEAK, max_lr, "lowest_loss", metric,
+                  lr=max_lr / LR_BELOW_PEAK)
 
 
 def accuracy_bounds(lrs, accuracy, metric="accuracy", window=None):
@@ -119,6 +169,8 @@ def loss_bounds(lrs, loss, method="valley", metric="loss", window=None, log_scal
 
 def suggest(lrs, values, method, metric, window=None, log_scale=None):
     """Dispatches to the rule named by `method` (one of `METHODS`)."""
+    if method == "lowest_loss":
+        return lowest_loss_bounds(lrs, values, metric=metric, window=window)
     if method == "accuracy":
         return accuracy_bounds(lrs, values, metric=metric, window=window)
     return loss_bounds(lrs, values, method, metric=metric, window=window, log_scale=log_scale)
@@ -151,9 +203,10 @@ def _noise(values):
     return 1.4826 * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2)
 
 
-# A flat, noisy curve's smoothed range stays within a few noise units; a real
-# rise or drop is many times larger.
-SIGNAL_TO_NOISE = 8.0
+# A flat, noisy curve's smoothed range stays within a few noise units (at most
+# 5 on shuffled and synthetic noise); a real rise or drop is many times larger
+# (39 to 291 on the 24 sweeps of benchmarks/suggestions.py).
+SIGNAL_TO_NOISE = 12.0
 
 
 def _require_signal(change, smoothed_noise, metric, word):

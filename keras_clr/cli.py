@@ -23,7 +23,7 @@ PROG = "keras-clr"
 DEBUG_VARIABLE = "KERAS_CLR_DEBUG"
 MAX_STEPS = 10**12  # the largest step count an option takes
 MAX_SWEEP_STEPS = 100_000  # the longest range test
-DEFAULT_SWEEP_STEPS = 100  # without --epochs (lr_range_test's default)
+DEFAULT_SWEEP_STEPS = 300  # without --epochs (lr_range_test's default)
 EVALUATIONS_PER_SWEEP = 50  # with --val-split
 DEMO_OUTPUTS = ("range_test.png", "schedules.png", "accuracy.png", "curves.csv",
                 "range_test.csv", "summary.csv")
@@ -188,7 +188,7 @@ def _add_range_test(commands):
     test.add_argument("--y", default="y", help="key of the targets in --data (default: y)")
     test.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
     sweep = test.add_argument_group("sweep")
-    sweep.add_argument("--start-lr", type=positive_float, default=1e-5, help="default: 1e-5")
+    sweep.add_argument("--start-lr", type=positive_float, default=1e-7, help="default: 1e-7")
     sweep.add_argument("--end-lr", type=positive_float, default=10.0, help="default: 10")
     sweep.add_argument("--mode", default="exponential", choices=("exponential", "linear"),
                        metavar="MODE", help="exponential or linear (default: exponential)")
@@ -201,13 +201,15 @@ def _add_range_test(commands):
                        "its accuracy/loss")
     sweep.add_argument("--seed", type=random_seed, default=0,
                        help="seeds Keras and the --val-split shuffle (default: 0)")
+    sweep.add_argument("--repeats", type=positive_int, default=1,
+                       help="sweeps from the same start, read by their median curve; the "
+                       "spread of their own suggestions is printed (default: 1)")
     reading = test.add_argument_group("bounds")
     reading.add_argument("--metric", help="recorded column to read the bounds from "
-                         "(default: val_accuracy, accuracy, val_loss or loss, the first "
-                         "recorded)")
+                         "(default: loss)")
     reading.add_argument("--method", choices=METHODS, metavar="METHOD",
                          help=f"rule: {', '.join(METHODS)} (default: accuracy for an "
-                         "accuracy metric, else valley)")
+                         "accuracy metric, else lowest_loss)")
 
 
 def main(argv=None):
@@ -598,7 +600,8 @@ def _check_metric(metric, names, validation):
 def _sweep_arguments(args, num_steps, validation):
     """The keyword arguments of `lr_range_test`, from the options."""
     sweep = dict(start_lr=args.start_lr, end_lr=args.end_lr, mode=args.mode,
-                 batch_size=args.batch_size, num_steps=num_steps, epochs=args.epochs)
+                 batch_size=args.batch_size, num_steps=num_steps, epochs=args.epochs,
+                 repeats=args.repeats, seed=args.seed, verbose=0)
     if validation is not None:
         sweep.update(validation_data=validation,
                      eval_every=max(1, num_steps // EVALUATIONS_PER_SWEEP))
@@ -627,8 +630,12 @@ def _run_range_test(args, model, x, y, sweep):
         print(wrote)
         print(f"{PROG}: no bounds suggested ({ended}): {_one_line(error)}", file=sys.stderr)
         return 1
-    print(f"base_lr={bounds.base_lr:.6g} max_lr={bounds.max_lr:.6g} "
+    single = "" if bounds.lr is None else f" lr={bounds.lr:.6g}"
+    print(f"base_lr={bounds.base_lr:.6g} max_lr={bounds.max_lr:.6g}{single} "
           f"({bounds.method} rule on {bounds.metric}; {ended})")
+    if result.repeats > 1:
+        spread = result.suggestion_spread(metric=args.metric, method=args.method)["max_lr"]
+        print(f"max_lr of each sweep: {', '.join(f'{v:.3g}' for v in spread)}")
     print(wrote)
     return 0
 

@@ -3,17 +3,19 @@
 from keras_clr.callbacks import OneCycleLR
 from keras_clr.range_test import lr_range_test
 
-# The `fit` arguments that describe the data, shared with the range test.
+# The `fit` arguments that describe the training data, shared with the range
+# test. (Its default rule reads the training loss, so held-out data would only
+# cost evaluations.)
 _DATA_ARGUMENTS = ("batch_size", "sample_weight", "class_weight", "shuffle",
-                   "validation_data", "steps_per_epoch")
+                   "steps_per_epoch")
 
 
 def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **fit_kwargs):
     """Trains `model` with 1cycle, finding `max_lr` with a range test first.
 
-    Without `max_lr`, `lr_range_test` runs on the same data (reading
-    `validation_data` when given) and its suggestion sets the cycle: `max_lr`
-    and `div_factor = max_lr / base_lr`. Then `model.fit` trains with
+    Without `max_lr`, `lr_range_test` runs on the same training data and its
+    suggestion sets the cycle: `max_lr` and `div_factor = max_lr / base_lr`
+    (25 with the default rule, 1cycle's usual start). Then `model.fit` trains with
     `OneCycleLR` over exactly the steps of this fit (epochs x steps per
     epoch, gradient accumulation and `steps_per_execution` accounted for),
     cycling momentum or `beta_1` where the optimizer has one.

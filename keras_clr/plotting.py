@@ -55,7 +55,7 @@ def plot_range_test(history, metric="loss", bounds=None, log_x=False, ax=None, n
     Args:
         history: DataFrame with `learning_rate` and `metric` columns.
         metric: Column to draw. Defaults to `"loss"`.
-        bounds: Optional `Bounds`; its `base_lr` and `max_lr` are marked (the
+        bounds: Optional `Bounds`; its `base_lr`, `max_lr` and `lr` are marked (the
             title names the curve they were read from when it is another).
         log_x: Logarithmic LR axis (for exponential sweeps).
         ax: Axes to draw on. Defaults to a new figure.
@@ -73,9 +73,12 @@ def plot_range_test(history, metric="loss", bounds=None, log_x=False, ax=None, n
     if len(values):
         ax.plot(lrs, smooth(values), color="tab:blue", linewidth=2, label="smoothed")
     if bounds is not None:
-        for value, name, color in ((bounds.base_lr, "base_lr", "tab:green"),
-                                   (bounds.max_lr, "max_lr", "tab:red")):
-            ax.axvline(value, color=color, linestyle="--", label=f"{name} = {value:.3g}")
+        marks = [(bounds.base_lr, "base_lr", "tab:green", "--"),
+                 (bounds.max_lr, "max_lr", "tab:red", "--")]
+        if getattr(bounds, "lr", None) is not None:
+            marks.append((bounds.lr, "lr", "tab:purple", ":"))
+        for value, name, color, style in marks:
+            ax.axvline(value, color=color, linestyle=style, label=f"{name} = {value:.3g}")
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel("learning rate")

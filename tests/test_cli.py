@@ -221,7 +221,7 @@ def test_range_test_is_seeded_and_leaves_the_model_file_alone(capsys, saved, tmp
         first = out.splitlines()[0]
         base, top = (float(part.split("=")[1]) for part in first.split()[:2])
         assert first.startswith("base_lr=") and 1e-4 < base < top < 10
-        assert "(accuracy rule on val_accuracy; " in first and " of 100 steps, " in first
+        assert "(lowest_loss rule on loss; " in first and " of 300 steps, " in first
         assert (tmp_path / name / "range_test.png").stat().st_size > 0
         tables.append(pd.read_csv(tmp_path / name / "range_test.csv"))
     assert {"learning_rate", "loss", "accuracy", "val_accuracy"} <= set(tables[0].columns)
@@ -270,7 +270,7 @@ BAD_RANGE_TESTS = [
     ({"--data": "labels.npz", "--x": "x", "--y": "y"}, "--data does not fit --model: "
      "Received a label value of 1"),
     ({"--start-lr": "-1"}, "--start-lr: expected a number > 0, got '-1'"),
-    ({"--end-lr": "1e-6"}, "--end-lr (1e-06) must exceed --start-lr"),
+    ({"--end-lr": "1e-8"}, "--end-lr (1e-08) must exceed --start-lr"),
     ({"--mode": "cosine"}, "argument --mode: invalid choice: 'cosine'"),
     ({"--val-split": "1.5"}, "--val-split: expected a number between 0 and 1"),
     ({"--val-split": "0.0001"}, "--val-split 0.0001 of 1797 rows leaves no rows on one "

@@ -91,20 +91,23 @@ def sweep_result(stop_reason="diverged", accuracy=True):
                            stop_reason=stop_reason)
 
 
-def test_result_plot_draws_the_metric_and_the_loss_with_the_same_bounds():
+def test_result_plot_draws_the_loss_and_the_accuracy_with_the_same_bounds():
     result = sweep_result()
     figure = Figure(figsize=(11, 4), layout="constrained")
     ax = result.plot(ax=figure)
     assert figure.axes[0] is ax and len(figure.axes) == 2
     bounds = result.suggest_bounds()
-    assert ax.get_title() == "LR range test: accuracy (accuracy rule)\n80 of 100 steps, diverged"
-    loss_ax = figure.axes[1]
-    assert loss_ax.get_title() == "LR range test: loss (accuracy rule on accuracy)"
+    assert ax.get_title() == "LR range test: loss (lowest_loss rule)\n80 of 100 steps, diverged"
+    accuracy_ax = figure.axes[1]
+    assert accuracy_ax.get_title() == "LR range test: accuracy (lowest_loss rule on loss)"
     for panel in figure.axes:
         marked = sorted(line.get_xdata()[0] for line in panel.lines[2:])
-        assert marked == pytest.approx([bounds.base_lr, bounds.max_lr])
+        assert marked == pytest.approx(sorted([bounds.base_lr, bounds.lr, bounds.max_lr]))
         assert panel.get_xscale() == "log"
     assert_inside_figure(figure)
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    ax = result.plot(ax=figure, metric="accuracy")  # another metric: the loss beside it
+    assert [a.get_ylabel() for a in figure.axes] == ["accuracy", "loss"]
 
 
 def test_result_plot_on_one_axes_or_on_the_loss_draws_one_panel():
@@ -113,7 +116,7 @@ def test_result_plot_on_one_axes_or_on_the_loss_draws_one_panel():
     assert len(ax.figure.axes) == 1
     assert ax.get_title().startswith("LR range test: loss (valley rule)\n80 of 100 steps")
     figure = Figure(layout="constrained")
-    sweep_result(accuracy=False).plot(ax=figure)  # the loss is the metric: one panel
+    sweep_result(accuracy=False).plot(ax=figure)  # the loss and no accuracy: one panel
     assert len(figure.axes) == 1
 
 
