@@ -97,7 +97,8 @@ def lowest_loss_bounds(lrs, loss, metric="loss", window=None):
                                 LOWEST_LOSS_WINDOW)
     lrs, curve, noise = _prepare(lrs, loss, metric, window)
     lowest = int(np.argmin(curve))
-    _require_signal(curve[: max(1, lowest)].max() - curve[lowest], noise, metric, "drop")
+    start_level = curve[: max(1, lowest)].max()
+    _require_signal(start_level - curve[lowest], noise, start_level, metric, "drop")
     if lowest == len(curve) - 1:
         raise ValueError(
             f"The {metric!r} curve is still falling at the end of the sweep "
@@ -123,7 +124,7 @@ def accuracy_bounds(lrs, accuracy, metric="accuracy", window=None):
     peak = int(np.argmax(curve))
     start_level = curve[: max(1, peak)].min()
     rise = curve[peak] - start_level
-    _require_signal(rise, noise, metric, "rise")
+    _require_signal(rise, noise, curve[peak], metric, "rise")
     base = _first_at_least(curve, start_level + START_FRACTION * rise)
     top = _first_at_least(curve, start_level + PLATEAU_FRACTION * rise)
     return _bounds(lrs, base, top, "accuracy", metric)
@@ -151,7 +152,7 @@ def loss_bounds(lrs, loss, method="valley", metric="loss", window=None, log_scal
     lowest = int(np.argmin(curve))
     start_level = curve[: max(1, lowest)].max()
     drop = start_level - curve[lowest]
-    _require_signal(drop, noise, metric, "drop")
+    _require_signal(drop, noise, start_level, metric, "drop")
     base = _first_at_least(-curve, -(start_level - START_FRACTION * drop))
     if method == "minimum":
         top_lr = lrs[lowest] / 10.0
@@ -207,14 +208,17 @@ def _noise(values):
 # 5 on shuffled and synthetic noise); a real rise or drop is many times larger
 # (39 to 291 on the 24 sweeps of benchmarks/suggestions.py).
 SIGNAL_TO_NOISE = 12.0
+MIN_RELATIVE_CHANGE = 0.01
 
 
-def _require_signal(change, smoothed_noise, metric, word):
-    if not change > max(SIGNAL_TO_NOISE * smoothed_noise, 1e-8):
+def _require_signal(change, smoothed_noise, level, metric, word):
+    """Refuses a rise or drop within the noise, or under 1% of the curve's level
+    (a constant loss, as from inputs that carry nothing, has no noise at all)."""
+    if not change > max(SIGNAL_TO_NOISE * smoothed_noise, MIN_RELATIVE_CHANGE * abs(level), 1e-8):
         raise ValueError(
             f"The {metric!r} curve shows no clear {word} over the sweep "
-            f"({word} {change:.3g} vs smoothed noise {smoothed_noise:.3g}): it is "
-            "flat or pure noise. Sweep a wider LR range, more steps, or another metric."
+            f"({word} {change:.3g} from {level:.4g}, smoothed noise {smoothed_noise:.3g}): it "
+            "is flat or pure noise. Sweep a wider LR range, more steps, or another metric."
         )
 
 

@@ -90,3 +90,48 @@ def test_too_short_and_malformed_curves_are_refused():
     with pytest.raises(ValueError, match="method='cliff'"):
         loss_bounds(np.geomspace(1e-4, 1, 50), exploding_loss(np.geomspace(1e-4, 1, 50)),
                     method="cliff")
+
+
+# ---------------------------------------------------------------------------
+# The default rule: `lowest_loss`
+
+
+def test_lowest_loss_puts_max_lr_at_the_smoothed_minimum_and_the_rest_below_it():
+    lrs = np.geomspace(1e-7, 10.0, 300)
+    loss = exploding_loss(lrs)
+    found = bounds.lowest_loss_bounds(lrs, loss)
+    assert found.max_lr == pytest.approx(lrs[np.argmin(smooth(loss, 31))])
+    assert (found.lr, found.base_lr) == pytest.approx((found.max_lr / 2.5, found.max_lr / 25))
+    assert (found.method, found.metric) == ("lowest_loss", "loss")
+    assert bounds.suggest(lrs, loss, "lowest_loss", "loss") == found
+
+
+def test_lowest_loss_on_a_noisy_curve_stays_near_the_clean_answer():
+    rng = np.random.default_rng(0)
+    lrs = np.geomspace(1e-7, 10.0, 300)
+    clean = bounds.lowest_loss_bounds(lrs, exploding_loss(lrs))
+    noisy = bounds.lowest_loss_bounds(lrs, exploding_loss(lrs) + rng.normal(0, 0.1, lrs.size))
+    assert abs(np.log10(noisy.max_lr / clean.max_lr)) < 0.2  # within 1.6x
+
+
+@pytest.mark.parametrize("curve", ["constant", "noise", "binary_noise", "flat_then_explodes"])
+def test_lowest_loss_refuses_curves_without_a_real_drop(curve):
+    rng = np.random.default_rng(3)
+    lrs = np.geomspace(1e-7, 10.0, 300)
+    loss = {
+        "constant": np.full(lrs.size, np.log(10)),  # e.g. inputs that carry nothing
+        "noise": 2.3 + rng.normal(0, 0.1, lrs.size),
+        "binary_noise": 2.3 + rng.binomial(32, 0.1, lrs.size) / 32,
+        "flat_then_explodes": np.where(lrs < 1, 2.3, 2.3 * (1 + 20 * (lrs - 1)))
+        + rng.normal(0, 0.1, lrs.size),
+    }[curve]
+    with pytest.raises(ValueError, match="no clear drop.*flat or pure noise"):
+        bounds.lowest_loss_bounds(lrs, loss)
+
+
+def test_lowest_loss_refuses_a_loss_still_falling_at_the_end_and_all_nan():
+    lrs = np.geomspace(1e-7, 1e-2, 300)  # stops before the minimum near 0.04
+    with pytest.raises(ValueError, match="still falling at the end.*higher `end_lr`"):
+        bounds.lowest_loss_bounds(lrs, exploding_loss(lrs))
+    with pytest.raises(ValueError, match="0 finite points"):
+        bounds.lowest_loss_bounds(lrs, np.full(lrs.size, np.nan))

@@ -507,3 +507,17 @@ def test_verbose_prints_the_suggestion(digits, capsys):
     out = capsys.readouterr().out
     assert "learning_rate" in out, "the progress bar shows the LR"
     assert "Suggested base_lr=" in out or "No bounds suggested:" in out
+
+
+def test_a_sweep_with_no_signal_is_refused_with_a_reason(digits):
+    x, y = digits
+    nothing = np.full_like(x, np.nan)  # the inputs carry nothing: the loss is NaN or flat
+    result = lr_range_test(mlp(keras.optimizers.SGD(0.01)), nothing, y, num_steps=40,
+                           verbose=0)
+    with pytest.raises(ValueError, match="finite points|no clear drop"):
+        result.suggest_bounds()
+    constant = np.zeros_like(x)  # one input for every label: nothing to learn beyond priors
+    result = lr_range_test(mlp(keras.optimizers.SGD(0.01)), constant, y, start_lr=1e-7,
+                           end_lr=1e-3, num_steps=60, verbose=0)
+    with pytest.raises(ValueError, match="no clear drop|still falling"):
+        result.suggest_bounds()
