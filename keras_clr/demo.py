@@ -1,9 +1,11 @@
-"""`keras-clr demo`: what CLR buys on data that ships with the install.
+"""`keras-clr demo`: what the range test and CLR buy on data that ships with the install.
 
 On scikit-learn's digits (8x8 images, 10 classes; bundled, never downloaded):
-an LR range test suggests the bounds; then the same model trains for the same
-number of steps with the best fixed LR of a small grid (picked on validation
-accuracy), with CLR (triangular2) and with 1cycle (+ momentum cycling).
+an LR range test with the library's defaults suggests `lr`, `base_lr` and
+`max_lr`; then the same model trains for the same number of steps with the
+best fixed LR of a small grid (picked on validation accuracy), with the
+suggested fixed `lr`, with CLR (triangular2) and with 1cycle (`OneCycleLR`,
+momentum cycled), as `fit_one_cycle` would.
 """
 
 import dataclasses
@@ -14,10 +16,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from keras_clr.callbacks import CyclicLR
+from keras_clr.callbacks import OneCycleLR
 from keras_clr.plotting import plot_schedule
 from keras_clr.range_test import lr_range_test
-from keras_clr.schedules import CyclicalLearningRate, OneCycle
+from keras_clr.schedules import CyclicalLearningRate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,13 +27,11 @@ class Budget:
     epochs: int  # training budget of every policy
     half_cycle_epochs: int  # CLR step_size, in epochs; epochs is a whole number of cycles
     fixed_grid: tuple  # fixed LRs tried, each a full run
-    range_test_epochs: int
+    range_test_steps: int = None  # None: lr_range_test's default
 
 
-FULL = Budget(epochs=40, half_cycle_epochs=4, fixed_grid=(0.003, 0.01, 0.03, 0.1, 0.3),
-              range_test_epochs=8)
-QUICK = Budget(epochs=12, half_cycle_epochs=3, fixed_grid=(0.01, 0.03, 0.1),
-               range_test_epochs=4)
+FULL = Budget(epochs=40, half_cycle_epochs=4, fixed_grid=(0.003, 0.01, 0.03, 0.1, 0.3))
+QUICK = Budget(epochs=12, half_cycle_epochs=3, fixed_grid=(0.01, 0.03, 0.1))
 BATCH_SIZE = 32
 
 
@@ -96,16 +96,14 @@ def run_demo(out_dir, quick=False, seed=0, log=print):
     steps_per_epoch = int(np.ceil(len(data["train"][0]) / BATCH_SIZE))
     total_steps = budget.epochs * steps_per_epoch
 
-    log(f"[1/4] LR range test: {budget.range_test_epochs} epochs, exponential sweep "
-        "1e-4 -> 10, validation accuracy every 5 steps")
-    sweep = lr_range_test(
-        build_model(0.01, seed), *data["train"], start_lr=1e-4, end_lr=10.0,
-        epochs=budget.range_test_epochs, mode="exponential", batch_size=BATCH_SIZE,
-        validation_data=data["val"], eval_every=5,
-    )
+    log("[1/4] LR range test with the defaults: exponential sweep 1e-7 -> 10 over "
+        f"{budget.range_test_steps or 'the default'} steps, stopped when the loss diverges")
+    sweep = lr_range_test(build_model(0.01, seed), *data["train"], batch_size=BATCH_SIZE,
+                          num_steps=budget.range_test_steps, seed=seed, verbose=0)
     bounds = sweep.suggest_bounds()
-    log(f"      suggested base_lr={bounds.base_lr:.4g} max_lr={bounds.max_lr:.4g} "
-        f"({bounds.method} rule on {bounds.metric}, {len(sweep.history)} steps)")
+    log(f"      suggested lr={bounds.lr:.4g} base_lr={bounds.base_lr:.4g} "
+        f"max_lr={bounds.max_lr:.4g} ({bounds.method} rule on {bounds.metric}, "
+        f"{len(sweep.history)} steps, {sweep.stop_reason})")
 
     runs = {}
     log(f"[2/4] fixed LR: {len(budget.fixed_grid)}-point grid "
@@ -121,19 +119,20 @@ def run_demo(out_dir, quick=False, seed=0, log=print):
     target = runs["fixed"][1]["val_accuracy"].iloc[-1]
     log(f"      best fixed lr={best_lr:g}: final val_accuracy={target:.4f} (the target)")
 
-    log(f"[3/4] CLR triangular2 and 1cycle, {budget.epochs} epochs each")
+    log(f"[3/4] the suggestion: fixed lr, CLR triangular2 and 1cycle, {budget.epochs} epochs "
+        "each")
+    runs["suggested lr"] = (f"lr={bounds.lr:.3g}",
+                            *train(build_model(bounds.lr, seed), data, budget.epochs))
     step_size = budget.half_cycle_epochs * steps_per_epoch
     clr = CyclicalLearningRate(bounds.base_lr, bounds.max_lr, step_size, mode="triangular2")
     runs["triangular2"] = (
         f"{bounds.base_lr:.3g}-{bounds.max_lr:.3g}, step_size={step_size}",
         *train(build_model(clr, seed), data, budget.epochs),
     )
-    one_cycle = OneCycle(bounds.max_lr, total_steps, div_factor=bounds.max_lr / bounds.base_lr)
-    momentum = CyclicLR(one_cycle, base_momentum=0.85, max_momentum=0.95)
+    one_cycle = OneCycleLR(bounds.max_lr, div_factor=bounds.max_lr / bounds.base_lr)
     runs["1cycle"] = (
         f"max_lr={bounds.max_lr:.3g}, momentum 0.95-0.85",
-        *train(build_model(one_cycle.initial_lr, seed, momentum=0.95), data, budget.epochs,
-               [momentum]),
+        *train(build_model(bounds.base_lr, seed), data, budget.epochs, [one_cycle]),
     )
 
     log("[4/4] writing the table, CSVs and plots")
@@ -157,7 +156,7 @@ def run_demo(out_dir, quick=False, seed=0, log=print):
     curves.to_csv(out_dir / "curves.csv", index=False)
     sweep.history.to_csv(out_dir / "range_test.csv", index=False)
     summary.to_csv(out_dir / "summary.csv", index=False)
-    _plots(out_dir, sweep, runs, target, {"triangular2": clr, "1cycle": one_cycle},
+    _plots(out_dir, sweep, runs, target, {"triangular2": clr, "1cycle": one_cycle.schedule},
            best_lr, total_steps)
     return summary
 

@@ -34,20 +34,20 @@ def assert_usage_error(capsys, fragment, *argv):
 # demo
 
 def test_demo_writes_table_plots_and_csvs_and_says_what_it_does(capsys, tmp_path, monkeypatch):
-    tiny = demo.Budget(epochs=2, half_cycle_epochs=1, fixed_grid=(0.03, 0.1), range_test_epochs=2)
+    tiny = demo.Budget(epochs=2, half_cycle_epochs=1, fixed_grid=(0.03, 0.1), range_test_steps=100)
     monkeypatch.setattr(demo, "QUICK", tiny)
     status, out, _ = run(capsys, "demo", "--quick", "--out", tmp_path, "--seed", 1)
     assert status == 0
     phases = [line.split()[0] for line in out.splitlines() if line.startswith(("[", "load"))]
     assert phases == ["loading", "[1/4]", "[2/4]", "[3/4]", "[4/4]"]
-    assert "suggested base_lr=" in out and "lr=0.03: final val_accuracy=" in out
-    for policy in ("| fixed |", "| triangular2 |", "| 1cycle |"):
+    assert "suggested lr=" in out and "lr=0.03: final val_accuracy=" in out
+    for policy in ("| fixed |", "| suggested lr |", "| triangular2 |", "| 1cycle |"):
         assert policy in out
     for name in cli.DEMO_OUTPUTS:
         assert (tmp_path / name).stat().st_size > 0
     curves = pd.read_csv(tmp_path / "curves.csv")
-    assert set(curves["policy"]) == {"fixed", "triangular2", "1cycle"}
-    assert len(curves) == 3 * tiny.epochs
+    assert set(curves["policy"]) == {"fixed", "suggested lr", "triangular2", "1cycle"}
+    assert len(curves) == 4 * tiny.epochs
 
 
 def test_demo_checks_its_output_folder_first(capsys, tmp_path):
