@@ -244,14 +244,14 @@ def plot(frame, sweeps, out):
         figure.savefig(out / f"range_test_{task}_{optimizer}.png", dpi=80)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="mnist1d,digits")
     parser.add_argument("--optimizers", default="adam,sgd")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, help="override every task's budget (smoke runs)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/bench"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, sweeps, started = [], {}, time.perf_counter()
     for name in args.tasks.split(","):

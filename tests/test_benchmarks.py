@@ -4,12 +4,14 @@ Their numbers mean nothing at this size: the published tables come from full
 runs (docs/benchmarks.md gives the commands).
 """
 
+import importlib.util
 import os
 import pathlib
 import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -22,6 +24,19 @@ def run(*argv, env=ENV):
     return result.stdout
 
 
+def benchmark(name):
+    """A benchmark script as a module of this process (no second TensorFlow start-up)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_main(capsys, name, *argv):
+    assert benchmark(name).main([str(a) for a in argv]) == 0
+    return capsys.readouterr().out
+
+
 def test_overhead_smoke():
     out = run(BENCHMARKS / "overhead.py", "--quick", "--repeats", "1",
               "--backends", "tensorflow")
@@ -29,24 +44,25 @@ def test_overhead_smoke():
     assert "| callback | " in out and "refused" in out
 
 
-def test_time_to_accuracy_smoke(tmp_path):
-    # Pinned to TensorFlow: at this tiny budget, whether the range test finds
-    # bounds depends on the backend's numerics, and this test checks the script.
-    out = run(BENCHMARKS / "time_to_accuracy.py", "--tasks", "mnist1d,digits", "--optimizers",
-              "sgd", "--seeds", "1", "--epochs", "1", "--out", tmp_path,
-              env={**ENV, "KERAS_BACKEND": "tensorflow"})
-    assert "**mnist1d, sgd**" in out and "Targets:" in out
+# Pinned to TensorFlow: at these tiny budgets, whether a range test finds bounds
+# depends on the backend's numerics, and these tests check the scripts.
+@pytest.mark.backends("tensorflow")
+def test_time_to_accuracy_smoke(capsys, tmp_path):
+    out = run_main(capsys, "time_to_accuracy", "--tasks", "digits", "--optimizers", "sgd",
+                   "--seeds", "1", "--epochs", "1", "--out", tmp_path)
+    assert "**digits, sgd**" in out and "Targets:" in out
     frame = pd.read_csv(tmp_path / "time_to_accuracy.csv")
     assert set(frame["policy"]) == {"fixed", "step decay", "triangular", "triangular2",
                                     "exp_range", "1cycle"}
-    assert (tmp_path / "tta_mnist1d_sgd.png").exists()
+    assert (tmp_path / "tta_digits_sgd.png").exists()
 
 
-def test_suggestions_smoke(tmp_path):
+@pytest.mark.backends("tensorflow")
+def test_suggestions_smoke(capsys, tmp_path):
     # One rule keeps it short (each rule adds training runs); the peers' rules are pure
-    # functions, checked on a synthetic sweep below. Pinned to TensorFlow as above.
-    out = run(BENCHMARKS / "suggestions.py", "--quick", "--tasks", "moons_mlp", "--seeds", "1",
-              "--rules", "ours", "--out", tmp_path, env={**ENV, "KERAS_BACKEND": "tensorflow"})
+    # functions, checked on a synthetic sweep below.
+    out = run_main(capsys, "suggestions", "--quick", "--tasks", "moons_mlp", "--seeds", "1",
+                   "--rules", "ours", "--out", tmp_path)
     for title in ("## Summary over all task-seeds", "## Targets", "### moons_mlp"):
         assert title in out
     assert "| ours | 1 |" in out
@@ -57,15 +73,11 @@ def test_suggestions_smoke(tmp_path):
 
 
 def test_suggestion_rules_on_a_synthetic_sweep():
-    import importlib.util
-
     import numpy as np
 
     from keras_clr import RangeTestResult
 
-    spec = importlib.util.spec_from_file_location("suggestions", BENCHMARKS / "suggestions.py")
-    suggestions = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(suggestions)
+    suggestions = benchmark("suggestions")
     lrs = np.geomspace(1e-7, 10.0, 100)
     loss = 2.3 - 2.0 / (1 + (1e-2 / lrs) ** 2) + 50 * lrs**2
     loss += np.random.default_rng(0).normal(0, 0.01, 100)
