@@ -622,7 +622,7 @@ def _run_range_test(args, model, x, y, sweep):
     figure = Figure(figsize=(11, 4), layout="constrained")
     result.plot(ax=figure, metric=args.metric, method=args.method)
     _save(figure, args.out / "range_test.png", "--out")
-    ended = f"{len(result.history)} of {result.num_steps} steps, {result.stop_reason}"
+    ended = result.ended
     wrote = f"wrote {args.out / 'range_test.csv'} and {args.out / 'range_test.png'}"
     try:
         bounds = result.suggest_bounds(metric=args.metric, method=args.method)

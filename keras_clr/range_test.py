@@ -146,6 +146,15 @@ class RangeTestResult:
         """The number of sweeps."""
         return len(self.stop_reasons)
 
+    @property
+    def ended(self):
+        """How the sweep(s) went, e.g. `"268 of 300 steps, diverged"`."""
+        if self.repeats == 1:
+            return f"{len(self.history)} of {self.num_steps} steps, {self.stop_reason}"
+        rows = self.history.groupby("repeat").size()
+        return (f"{self.repeats} sweeps of {self.num_steps} steps: "
+                + ", ".join(f"{n} {reason}" for n, reason in zip(rows, self.stop_reasons)))
+
     def __repr__(self):
         sweeps = f"{self.repeats} sweeps, " if self.repeats > 1 else ""
         return (
@@ -266,8 +275,9 @@ class RangeTestResult:
         Two panels side by side, with the same bounds marked: `metric` (the
         curve the bounds are read from) and, beside it, the training loss, or
         beside the loss an accuracy (held-out if recorded; one panel when the
-        sweep recorded none). The raw per-batch values are drawn
-        faintly, the smoothed curve on top; the x-axis is logarithmic for
+        sweep recorded none). The values the rules read (one per sweep step:
+        rows of a step averaged, several sweeps' median) are drawn faintly,
+        the smoothed curve on top; the x-axis is logarithmic for
         exponential sweeps. The first title says how the sweep ended
         (`stop_reason`) and, when no bounds can be suggested, why.
 
@@ -287,7 +297,7 @@ class RangeTestResult:
         from keras_clr import plotting
 
         metric = self.default_metric() if metric is None else metric
-        ended = f"{len(self.history)} of {self.num_steps} steps, {self.stop_reason}"
+        ended = self.ended
         try:
             suggestion, note = self.suggest_bounds(metric=metric, method=method), ended
         except ValueError as error:
@@ -295,10 +305,11 @@ class RangeTestResult:
         panels = [metric, *self._companion(metric)]
         axes = plotting.panel_axes(ax, len(panels))
         for panel, panel_ax, panel_note in zip(panels, axes, [note, None]):
-            plotting.plot_range_test(self.history, panel, suggestion, ax=panel_ax,
+            lrs, values = self.curve(panel)  # what the rules read: one point per step
+            plotting.plot_range_test(pd.DataFrame({"learning_rate": lrs, panel: values}),
+                                     panel, suggestion, ax=panel_ax,
                                      log_x=self.mode == "exponential", note=panel_note)
         return axes[0]
-
 
     def _companion(self, metric):
         """The second panel of `plot()`: the loss beside another metric, and an
@@ -660,8 +671,7 @@ def describe_suggestion(result):
         return f"No bounds suggested: {error}"
     single = "" if found.lr is None else f" lr={found.lr:.3g}"
     return (f"Suggested base_lr={found.base_lr:.3g} max_lr={found.max_lr:.3g}{single} "
-            f"({found.method} rule on {found.metric}; {len(result.history)} steps, "
-            f"{result.stop_reason})")
+            f"({found.method} rule on {found.metric}; {result.ended})")
 
 
 def _resolve_verbose(verbose):

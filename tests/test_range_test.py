@@ -360,7 +360,7 @@ def test_plot_marks_the_bounds_on_a_log_axis(digits_sweep):
     suggestion = digits_sweep.suggest_bounds()
     assert ax.get_xscale() == "log"
     marked = sorted(line.get_xdata()[0] for line in ax.lines[2:])
-    assert marked == pytest.approx([suggestion.base_lr, suggestion.max_lr])
+    assert marked == pytest.approx(sorted([suggestion.base_lr, suggestion.lr, suggestion.max_lr]))
     matplotlib.pyplot.close(ax.figure)
 
 
