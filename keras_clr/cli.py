@@ -419,6 +419,7 @@ def range_test(args):
     _import_keras(args.seed)
     _import_custom_objects(args.custom_objects or [])
     model = _load_model(args.model)
+    _check_class_labels(model, y)
     _check_metric(args.metric, _recorded_metrics(model, x, y, args.batch_size), validation)
     sweep = _sweep_arguments(args, num_steps, validation)
     return _run_range_test(args, model, x, y, sweep)
@@ -574,6 +575,32 @@ def _load_model(path):
     if not getattr(model, "compiled", False) or model.optimizer is None:
         raise UsageError(f"--model: {path} is not compiled; save it after model.compile(...)")
     return model
+
+
+def _check_class_labels(model, y):
+    """Sparse class labels must index the model's output units.
+
+    TensorFlow and torch raise on a label out of range; JAX quietly scores it, so the sweep
+    would record nonsense. Checked for a single-output model with a sparse categorical loss.
+    """
+    import numpy as np
+
+    loss = model.loss
+    name = loss if isinstance(loss, str) else getattr(loss, "name", None) or getattr(
+        loss, "__name__", "")
+    outputs = getattr(model, "outputs", None) or []
+    if "sparse_categorical" not in str(name) or len(outputs) != 1 or y.dtype.kind not in "iuf":
+        return
+    classes = outputs[0].shape[-1]
+    ignored = loss.get_config().get("ignore_class") if hasattr(loss, "get_config") else None
+    labels = y[y != ignored] if ignored is not None else y
+    if classes is None or labels.size == 0:
+        return
+    low, high = labels.min(), labels.max()
+    if low < 0 or high > classes - 1 or not np.array_equal(labels, np.round(labels)):
+        raise UsageError(f"--data does not fit --model: the labels (--y) run from {low:g} to "
+                         f"{high:g}, but the model's {classes} output units take whole "
+                         f"labels 0 to {classes - 1}")
 
 
 def _recorded_metrics(model, x, y, batch_size):
