@@ -50,13 +50,17 @@ def range_test():
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    result = lr_range_test(
-        model, x[:1400], y[:1400], start_lr=1e-4, end_lr=10.0, epochs=8, mode="exponential",
-        batch_size=32, validation_data=(x[1400:], y[1400:]), eval_every=10,
-    )
-    ax = result.plot()  # validation accuracy and the loss, with the bounds on both
+    # The defaults (300 steps from 1e-7 to 10), with validation accuracy every 15 steps
+    # for the right panel and for the rule on it below.
+    result = lr_range_test(model, x[:1400], y[:1400], batch_size=32, seed=0, verbose=0,
+                           validation_data=(x[1400:], y[1400:]), eval_every=15)
+    ax = result.plot()  # the training loss and validation accuracy, bounds on both
     ax.figure.savefig(IMAGES / "range_test.png", dpi=90)
+    print(result)
     print(result.suggest_bounds())
+    for metric, method in (("val_accuracy", None), ("accuracy", None), ("loss", "valley"),
+                           ("loss", "steepest"), ("loss", "minimum")):
+        print(result.suggest_bounds(metric=metric, method=method))
 
 
 if __name__ == "__main__":
