@@ -82,5 +82,10 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_session():
-    keras.utils.clear_session()
+    # Fresh global state (layer names, graph) for each test, without the full garbage
+    # collection recent Keras releases run by default: ~0.6 s a test, half the suite's time.
+    try:
+        keras.utils.clear_session(free_memory=False)
+    except TypeError:  # older Keras: no argument, and no garbage collection
+        keras.utils.clear_session()
     yield
