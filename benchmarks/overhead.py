@@ -5,7 +5,7 @@
 One process per backend; in it every variant trains the same model on the
 same data, repetitions interleaved (A B C ... A B C ...), and each cell is the
 median over repetitions of (time per step / constant-LR time per step), both
-measured in the same repetition. Time per step is steady state: from the
+measured in the same repetition, with the range over repetitions in brackets. Time per step is steady state: from the
 start of batch `steps // 10` to train end, so compilation and once-per-fit
 set-up (the callback's retrace) are excluded; the "fit" rows give whole-fit
 ratios (set-up included) for the callback.
@@ -154,11 +154,12 @@ def build_mlp(learning_rate, width, hidden, steps_per_execution):
 
 
 def median_ratio(samples, status, name):
-    """Median over repetitions of a variant's time over the constant LR's."""
+    """Median over repetitions of a variant's time over the constant LR's, and their range."""
     if name in status:
         return status[name]
     ratios = [t / b for t, b in zip(samples[name], samples["constant"])]
-    return round(statistics.median(ratios), 3)
+    median = round(statistics.median(ratios), 3)
+    return median if len(ratios) == 1 else f"{median} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def table(rows):
@@ -171,7 +172,9 @@ def table(rows):
             continue
         cell = {(r["variant"], r["backend"], r["steps_per_execution"]): r for r in selected}
         header = ["variant"] + [f"{b}, spe={s}" for b, s in columns]
-        lines = [f"**{model_name}** (ratio to constant LR; median of repeats)", "",
+        title = (f"**{model_name}** (ratio to constant LR; median of repeats, their range "
+                 "in brackets)")
+        lines = [title, "",
                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for variant in VARIANTS:
             values = [str(cell.get((variant, b, s), {}).get("ratio", "n/a")) for b, s in columns]
