@@ -207,7 +207,7 @@ class RangeTestResult:
                 Defaults to `"accuracy"` for accuracy metrics (`accuracy`,
                 `val_digit_accuracy`, ...) and `"lowest_loss"` otherwise.
             window: Width of the centered moving average. Defaults to about
-                5% of the points.
+                10% of the points for `"lowest_loss"`, 5% for the other rules.
 
         Returns:
             `keras_clr.bounds.Bounds(base_lr, max_lr, method, metric, lr)`;
@@ -481,7 +481,7 @@ class RangeTestCallback(keras.callbacks.Callback):
             self._batches += 1
             applied = self._batches % self._accumulation == 0
         row = {"step": index, "learning_rate": learning_rate}
-        row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
+        row.update(_scalars(logs))
         done = applied and index >= len(self._lrs) - 1
         block = index // self.eval_every if self.eval_every else None
         if self.eval_every and applied and (block != self._evaluated or done):
@@ -526,7 +526,7 @@ class RangeTestCallback(keras.callbacks.Callback):
         else:
             scores = self.model.evaluate(data, verbose=0, return_dict=True)
         restore_jax_sharding_spec(self.model)
-        return {f"val_{k}": float(v) for k, v in scores.items()}
+        return {f"val_{k}": v for k, v in _scalars(scores).items()}
 
     def _stop_reason_for(self, loss):
         if not math.isfinite(loss):
@@ -729,3 +729,10 @@ def _steps_per_epoch(x, fit_kwargs):
             f"`validation_split`). Received: x with {batches} batches per epoch"
         )
     return batches
+
+
+def _scalars(logs):
+    """The scalar entries of Keras logs as floats; an array-valued metric (e.g.
+    `F1Score(average=None)`, one value per class) has no place on a curve."""
+    return {name: float(value) for name, value in logs.items()
+            if name != "learning_rate" and np.ndim(value) == 0}

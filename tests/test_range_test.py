@@ -183,6 +183,22 @@ def test_stops_on_divergence_and_keeps_the_rows(digits):
     assert (~np.isfinite(tail)).any() or tail.max() > 2 * history["loss"].iloc[:10].min()
 
 
+def test_array_valued_metrics_are_left_out_of_the_rows(digits):
+    x, y = digits
+    model = mlp(keras.optimizers.SGD(0.01))
+    model.compile(keras.optimizers.SGD(0.01),
+                  keras.losses.CategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy", keras.metrics.F1Score(average=None, name="f1")])
+    onehot = np.eye(10, dtype="float32")[y]
+    result = lr_range_test(model, x[:1400], onehot[:1400], start_lr=1e-3, end_lr=0.5,
+                           num_steps=10, batch_size=32, eval_every=5,
+                           validation_data=(x[1400:], onehot[1400:]))
+    columns = set(result.history.columns)
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= columns
+    assert not {"f1", "val_f1"} & columns
+    assert len(result.history) == 10
+
+
 def test_validation_columns_every_k_steps(digits):
     x, y = digits
     model = mlp(keras.optimizers.SGD(0.01))
