@@ -7,7 +7,7 @@ from keras_clr.range_test import lr_range_test
 # test. (Its default rule reads the training loss, so held-out data would only
 # cost evaluations.)
 _DATA_ARGUMENTS = ("batch_size", "sample_weight", "class_weight", "shuffle",
-                   "steps_per_epoch")
+                   "steps_per_epoch", "validation_split")
 
 
 def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **fit_kwargs):
@@ -27,7 +27,8 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **f
         epochs: Epochs to train.
         max_lr: The cycle's peak. Defaults to the range test's suggestion.
         range_test: Optional dict of `lr_range_test` arguments (`num_steps`,
-            `seed`, `repeats`, ...).
+            `seed`, `repeats`, ...); only without `max_lr`. The bounds come
+            from the default rule (`suggest_bounds()`).
         **fit_kwargs: Passed to `model.fit` (`batch_size`, `callbacks`,
             `validation_data`, ...); the data arguments also to the range test.
 
@@ -44,6 +45,10 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **f
         >>> # history = fit_one_cycle(model, x, y, epochs=10, batch_size=64)
         >>> # history.range_test.plot(); history.history["val_accuracy"]
     """
+    if max_lr is not None and range_test is not None:
+        raise ValueError("`range_test` sets up the range test that finds `max_lr`; with "
+                         f"`max_lr` given none runs. Pass one of them. Received: "
+                         f"max_lr={max_lr!r}, range_test={range_test!r}")
     result, cycle = None, {}
     if max_lr is None:
         shared = {name: fit_kwargs[name] for name in _DATA_ARGUMENTS if name in fit_kwargs}

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-from keras_clr import OneCycle, OneCycleLR, fit_one_cycle
+from keras_clr import OneCycle, OneCycleLR, fit_one_cycle, lr_range_test
 from tests.conftest import (
     PROBE_TOLERANCE,
     WeightRecorder,
@@ -141,3 +141,21 @@ def test_fit_one_cycle_with_max_lr_runs_no_range_test(digits):
     history = fit_one_cycle(mlp(), x, y, epochs=1, max_lr=0.1, batch_size=128, verbose=0)
     assert history.range_test is None
     assert history.history["learning_rate"] == pytest.approx([0.1 / 25 / 1e4], rel=1e-4)
+    with pytest.raises(ValueError, match=r"Received: max_lr=0.1, range_test=\{'seed': 0\}"):
+        fit_one_cycle(mlp(), x, y, epochs=1, max_lr=0.1, range_test={"seed": 0})
+
+
+def test_fit_one_cycle_sweeps_only_the_rows_its_fit_trains_on(digits, monkeypatch):
+    import keras_clr.fitting
+
+    seen = {}
+
+    def recording_range_test(model, x, y, **kwargs):
+        seen.update(kwargs)
+        return lr_range_test(model, x, y, **kwargs)
+
+    monkeypatch.setattr(keras_clr.fitting, "lr_range_test", recording_range_test)
+    x, y = digits
+    fit_one_cycle(mlp(), x[:1200], y[:1200], epochs=1, batch_size=64, verbose=0,
+                  validation_split=0.25, range_test=dict(seed=0, num_steps=300))
+    assert seen["validation_split"] == 0.25 and seen["batch_size"] == 64
