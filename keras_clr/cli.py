@@ -413,13 +413,14 @@ def range_test(args):
     _check_sweep_options(args)
     _check_writable(args.out, RANGE_TEST_OUTPUTS, "--out")
     x, y = _load_arrays(args.data, args.x, args.y)
+    labels = y
     (x, y), validation = _split(x, y, args.val_split, args.seed)
     num_steps = _sweep_length(args, len(x))
     _check_model_file(args.model)
     _import_keras(args.seed)
     _import_custom_objects(args.custom_objects or [])
     model = _load_model(args.model)
-    _check_class_labels(model, y)
+    _check_class_labels(model, labels)
     _check_metric(args.metric, _recorded_metrics(model, x, y, args.batch_size), validation)
     sweep = _sweep_arguments(args, num_steps, validation)
     return _run_range_test(args, model, x, y, sweep)
@@ -588,7 +589,10 @@ def _check_class_labels(model, y):
     loss = model.loss
     name = loss if isinstance(loss, str) else getattr(loss, "name", None) or getattr(
         loss, "__name__", "")
-    outputs = getattr(model, "outputs", None) or []
+    try:
+        outputs = model.outputs or []
+    except (AttributeError, ValueError):  # a subclassed or unbuilt model
+        outputs = []
     if "sparse_categorical" not in str(name) or len(outputs) != 1 or y.dtype.kind not in "iuf":
         return
     classes = outputs[0].shape[-1]

@@ -180,6 +180,7 @@ def saved(tmp_path_factory):
     np.savez(folder / "features.npz", x=x[:, :10], y=y)
     np.savez(folder / "labels.npz", x=x, y=y + 10)
     np.savez(folder / "halves.npz", x=x, y=y - 0.5)
+    np.savez(folder / "onebad.npz", x=x, y=np.where(np.arange(len(y)) == 7, 10, y))
     (folder / "notes.txt").write_text("not an npz archive")
     (folder / "text.keras").write_text("not a model")
     keras.utils.set_random_seed(0)
@@ -271,6 +272,8 @@ BAD_RANGE_TESTS = [
     ({"--data": "labels.npz", "--x": "x", "--y": "y"}, "--data does not fit --model: the "
      "labels (--y) run from 10 to 19, but the model's 10 output units take whole labels 0 to 9"),
     ({"--data": "halves.npz", "--x": "x", "--y": "y"}, "the labels (--y) run from -0.5 to 8.5"),
+    ({"--data": "onebad.npz", "--x": "x", "--y": "y", "--val-split": "0.5"},
+     "the labels (--y) run from 0 to 10"),  # checked on every row, held out or not
     ({"--start-lr": "-1"}, "--start-lr: expected a number > 0, got '-1'"),
     ({"--end-lr": "1e-8"}, "--end-lr (1e-08) must exceed --start-lr"),
     ({"--mode": "cosine"}, "argument --mode: invalid choice: 'cosine'"),
