@@ -155,9 +155,7 @@ def loss_bounds(lrs, loss, method="valley", metric="loss", window=None, log_scal
     _require_signal(drop, noise, start_level, metric, "drop")
     base = _first_at_least(-curve, -(start_level - START_FRACTION * drop))
     if method == "minimum":
-        top_lr = lrs[lowest] / 10.0
-        top = int(np.searchsorted(lrs, top_lr))
-        return _bounds(lrs, base, top, method, metric, top_lr=top_lr)
+        return _bounds(lrs, base, None, method, metric, top_lr=lrs[lowest] / 10.0)
     if method == "valley":
         return _bounds(lrs, base, base + (2 * (lowest - base)) // 3, method, metric)
     if log_scale is None:

@@ -24,12 +24,12 @@ class CyclicLR(keras.callbacks.Callback):
     Optimizer update `t` uses `schedule(t)`, with `t` read from
     `optimizer.iterations` (never from a private counter), so a second
     `fit`, `initial_epoch` and a run resumed by `BackupAndRestore` continue
-    the cycle exactly where it was. For the duration of `fit` the optimizer
-    computes the schedule inside its compiled step, so there is no per-batch
-    write: the cost per step is that of the schedule in the optimizer, and
-    every step inside a `steps_per_execution` call gets its own LR. At train
-    end the optimizer's LR variable (and momentum) hold the last values used,
-    and its config and variables are as they were. Pass any Keras `LearningRateSchedule`, or
+    the cycle exactly where it was. For the duration of `fit` the model's
+    compiled train step computes the schedule and sets the LR, so there is no
+    per-batch write from the host, and every step inside a
+    `steps_per_execution` call gets its own LR. At train end the optimizer's
+    LR variable (and momentum) hold the last values used; its other config
+    and its variables are as they were. Pass any Keras `LearningRateSchedule`, or
     the arguments of `CyclicalLearningRate` with the names of the classic
     Keras `CyclicLR` callback (old scripts port by changing one import).
 
@@ -255,8 +255,9 @@ class OneCycleLR(CyclicLR):
     At the start of `fit` the callback builds `OneCycle(max_lr, total_steps)`
     with `total_steps` = epochs x steps per epoch (divided by the optimizer's
     `gradient_accumulation_steps`; `steps_per_execution` changes nothing),
-    and the cycle starts at this fit's first step, also for a model trained
-    before. A run resumed by `BackupAndRestore` continues the same cycle. As
+    and the cycle starts at this fit's epoch 0, also for a model trained
+    before: with `initial_epoch=k` (a resumed run, e.g. by
+    `BackupAndRestore`) it continues k epochs in, as the uninterrupted run. As
     PyTorch's `OneCycleLR`, it cycles momentum (or `beta_1`) inversely,
     from `max_momentum` down to `base_momentum` and back.
 
