@@ -5,10 +5,11 @@
 One process per backend; in it every variant trains the same model on the
 same data, repetitions interleaved (A B C ... A B C ...), and each cell is the
 median over repetitions of (time per step / constant-LR time per step), both
-measured in the same repetition, with the range over repetitions in brackets. Time per step is steady state: from the
-start of batch `steps // 10` to train end, so compilation and once-per-fit
-set-up (the callback's retrace) are excluded; the "fit" rows give whole-fit
-ratios (set-up included) for the callback.
+measured in the same repetition, with the range over repetitions in brackets.
+Time per step is steady state: from the start of batch `steps // 10` to
+train end, so compilation and once-per-fit set-up (the callback's retrace)
+are excluded; the "fit" rows give whole-fit ratios (set-up included) for the
+callback.
 Variants: constant LR; `CyclicalLearningRate` in the optimizer; the
 `CyclicLR` callback; the callback with momentum cycling; a naive callback
 that evaluates the schedule with `keras.ops` and assigns it each batch (what
