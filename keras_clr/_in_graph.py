@@ -241,18 +241,22 @@ class Installation:
         self._own = {name: model.__dict__.get(name)
                      for name in ("train_step", "make_train_function", EPOCH_LOGS)}
         self._make_train_function = model.make_train_function
-        model.train_step = self._step(model.train_step, reset_metrics)
-        model.make_train_function = self._guard
-        if hasattr(model, EPOCH_LOGS):
-            model.__dict__[EPOCH_LOGS] = python_epoch_logs(getattr(model, EPOCH_LOGS))
-        if momentum_fn is not None:
-            first = host_momentum(self._first_step)
-            if self.eager_momentum:
-                self.set_momentum(first)
-            else:
-                setattr(optimizer, self._attribute, LiveFloat(first, self._momentum))
-        model.__dict__[_RECORD] = self
-        self._make_train_function(force=True)
+        model.__dict__[_RECORD] = self  # first, so that `remove()` undoes whatever follows
+        try:
+            model.train_step = self._step(model.train_step, reset_metrics)
+            model.make_train_function = self._guard
+            if hasattr(model, EPOCH_LOGS):
+                model.__dict__[EPOCH_LOGS] = python_epoch_logs(getattr(model, EPOCH_LOGS))
+            if momentum_fn is not None:
+                first = host_momentum(self._first_step)
+                if self.eager_momentum:
+                    self.set_momentum(first)
+                else:
+                    setattr(optimizer, self._attribute, LiveFloat(first, self._momentum))
+            self._make_train_function(force=True)
+        except BaseException:
+            self.remove()
+            raise
 
     def _momentum(self):
         return self._momentum_fn(update_count(self._optimizer), self._variable)

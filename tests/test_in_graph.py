@@ -115,6 +115,27 @@ def test_on_train_end_is_safe_when_fit_failed_before_train_begin():
     RangeTestCallback(0.1, 1.0).remove_sweep()
 
 
+@pytest.mark.backends("tensorflow", "jax")  # torch sets a plain momentum: no LiveFloat
+def test_an_installation_that_fails_half_way_leaves_the_model_as_it_was(monkeypatch):
+    import keras_clr._in_graph
+
+    def failing(*args):
+        raise RuntimeError("cannot make the momentum")
+
+    monkeypatch.setattr(keras_clr._in_graph, "LiveFloat", failing)  # after the step is shadowed
+    monkeypatch.setattr(keras_clr._in_graph, "StepValue", failing)
+    model = probe_model(keras.optimizers.SGD(0.3, momentum=0.9))
+    clr = CyclicLR(SCHEDULE, base_momentum=0.8, max_momentum=0.95)
+    with pytest.raises(RuntimeError, match="cannot make the momentum"):
+        fit(model, 3, [clr])
+    assert not {"train_step", "make_train_function"} & set(vars(model))
+    assert type(model.optimizer.momentum) is float and model.optimizer.momentum == 0.9
+    monkeypatch.undo()
+    recorder, _ = fit(model, 3, epochs=1)
+    np.testing.assert_allclose(recorder.deltas, sgd_momentum_deltas([0.3] * 3, [0.9] * 3),
+                               **PROBE_TOLERANCE)
+
+
 def test_an_error_in_another_callback_is_recovered_from_like_ctrl_c():
     model = probe_model(keras.optimizers.SGD(0.3))
     with pytest.raises(RuntimeError):
