@@ -4,17 +4,22 @@ from keras_clr.callbacks import OneCycleLR
 from keras_clr.range_test import lr_range_test
 
 # The `fit` arguments that describe the training data, shared with the range
-# test. (Its default rule reads the training loss, so held-out data would only
-# cost evaluations.)
+# test.
 _DATA_ARGUMENTS = ("batch_size", "sample_weight", "class_weight", "shuffle",
                    "steps_per_epoch", "validation_split")
+# With `validation_data`, the range test evaluates it every this many steps (as
+# in the suggestion benchmark): `val_*` columns for the plot and for rules you
+# apply yourself. The suggestion itself reads the training loss.
+_EVAL_EVERY = 15
 
 
 def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **fit_kwargs):
     """Trains `model` with 1cycle, finding `max_lr` with a range test first.
 
-    Without `max_lr`, `lr_range_test` runs on the same training data and its
-    suggestion sets the cycle: `max_lr` and `div_factor = max_lr / base_lr`
+    Without `max_lr`, `lr_range_test` runs on the same training data (and,
+    given `validation_data`, evaluates it every 15 steps into `val_*`
+    columns) and its default suggestion, read from the training loss, sets
+    the cycle: `max_lr` and `div_factor = max_lr / base_lr`
     (25 with the default rule, 1cycle's usual start). Then `model.fit` trains with
     `OneCycleLR` over exactly the steps of this fit (epochs x steps per
     epoch, gradient accumulation and `steps_per_execution` accounted for),
@@ -52,6 +57,8 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **f
     result, cycle = None, {}
     if max_lr is None:
         shared = {name: fit_kwargs[name] for name in _DATA_ARGUMENTS if name in fit_kwargs}
+        if fit_kwargs.get("validation_data") is not None:
+            shared.update(validation_data=fit_kwargs["validation_data"], eval_every=_EVAL_EVERY)
         result = lr_range_test(model, x, y, **{**shared, **(range_test or {})})
         found = result.suggest_bounds()
         max_lr, cycle["div_factor"] = found.max_lr, found.max_lr / found.base_lr

@@ -133,6 +133,8 @@ def test_fit_one_cycle_finds_max_lr_then_trains_one_cycle(digits):
                                expected.values([steps // 3 - 1, 2 * steps // 3 - 1, steps - 1]),
                                rtol=1e-5)
     assert history.history["val_accuracy"][-1] > 0.5, "trained (the quality is benchmarked)"
+    evaluated = history.range_test.history.dropna(subset=["val_accuracy"])["step"]
+    assert evaluated.tolist()[:3] == [0, 15, 30], "the range test read validation_data"
     assert int(model.optimizer.iterations.numpy()) == steps, "the range test left no trace"
 
 
