@@ -18,9 +18,10 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **f
 
     Without `max_lr`, `lr_range_test` runs on the same training data (and,
     given `validation_data`, evaluates it every 15 steps into `val_*`
-    columns) and its default suggestion, read from the training loss, sets
-    the cycle: `max_lr` and `div_factor = max_lr / base_lr`
-    (25 with the default rule, 1cycle's usual start). Then `model.fit` trains with
+    columns: about 20 passes over it, which `range_test={"validation_data":
+    None, "eval_every": None}` skips) and its default suggestion, read from
+    the training loss, sets the cycle: `max_lr` and `div_factor = max_lr /
+    base_lr` (25 with the default rule, 1cycle's usual start). Then `model.fit` trains with
     `OneCycleLR` over exactly the steps of this fit (epochs x steps per
     epoch, gradient accumulation and `steps_per_execution` accounted for),
     cycling momentum or `beta_1` where the optimizer has one.
