@@ -31,6 +31,7 @@ METHODS = ("lowest_loss", "accuracy", *LOSS_METHODS)
 LR_BELOW_PEAK = 2.5
 BASE_BELOW_PEAK = 25.0  # 1cycle's usual `div_factor` (PyTorch, fastai)
 LOWEST_LOSS_WINDOW = 0.10
+WINDOW = 0.05  # the other rules' smoothing, as a share of the points
 
 # Fractions of the total rise (accuracy) or drop (loss) that mark where the
 # useful region of the sweep begins and where accuracy has stopped rising.
@@ -51,6 +52,17 @@ class Bounds(NamedTuple):
     metric: str
     lr: float = None
 
+    def describe(self, ended, digits=3):
+        """One line for people: the values, the rule and how the sweep `ended`.
+
+        Examples:
+            >>> Bounds(0.004, 0.1, "lowest_loss", "loss", 0.04).describe("finished")
+            'base_lr=0.004 max_lr=0.1 lr=0.04 (lowest_loss rule on loss; finished)'
+        """
+        single = "" if self.lr is None else f" lr={self.lr:.{digits}g}"
+        return (f"base_lr={self.base_lr:.{digits}g} max_lr={self.max_lr:.{digits}g}{single} "
+                f"({self.method} rule on {self.metric}; {ended})")
+
 
 def smooth(values, window=None):
     """Centered moving average; the window shrinks at both ends.
@@ -70,7 +82,7 @@ def smooth(values, window=None):
     return (padded_sum[high] - padded_sum[low]) / (high - low)
 
 
-def default_window(n, fraction=0.05):
+def default_window(n, fraction=WINDOW):
     """About `fraction` of the points (5%), odd, at least 3 (1 for tiny curves)."""
     if n < 10:
         return 1
@@ -92,13 +104,8 @@ def lowest_loss_bounds(lrs, loss, metric="loss", window=None):
         >>> round(found.max_lr, 4), round(found.lr, 4), round(found.base_lr, 5)
         (0.0425, 0.017, 0.0017)
     """
-    if window is None:
-        window = default_window(np.isfinite(np.asarray(loss, dtype="float64")).sum(),
-                                LOWEST_LOSS_WINDOW)
-    lrs, curve, noise = _prepare(lrs, loss, metric, window)
-    lowest = int(np.argmin(curve))
-    start_level = curve[: max(1, lowest)].max()
-    _require_signal(start_level - curve[lowest], noise, start_level, metric, "drop")
+    lrs, curve, noise = _prepare(lrs, loss, metric, window, LOWEST_LOSS_WINDOW)
+    lowest, _, _ = _lowest_point(curve, noise, metric)
     if lowest == len(curve) - 1:
         raise ValueError(
             f"The {metric!r} curve is still falling at the end of the sweep "
@@ -149,10 +156,7 @@ def loss_bounds(lrs, loss, method="valley", metric="loss", window=None, log_scal
             f"Received: method={method!r}"
         )
     lrs, curve, noise = _prepare(lrs, loss, metric, window)
-    lowest = int(np.argmin(curve))
-    start_level = curve[: max(1, lowest)].max()
-    drop = start_level - curve[lowest]
-    _require_signal(drop, noise, start_level, metric, "drop")
+    lowest, start_level, drop = _lowest_point(curve, noise, metric)
     base = _first_at_least(-curve, -(start_level - START_FRACTION * drop))
     if method == "minimum":
         return _bounds(lrs, base, None, method, metric, top_lr=lrs[lowest] / 10.0)
@@ -175,7 +179,17 @@ def suggest(lrs, values, method, metric, window=None, log_scale=None):
     return loss_bounds(lrs, values, method, metric=metric, window=window, log_scale=log_scale)
 
 
-def _prepare(lrs, values, metric, window):
+def _lowest_point(curve, noise, metric):
+    """The lowest point of a smoothed loss curve, the highest level before it and
+    the drop between them; a drop within the noise is refused."""
+    lowest = int(np.argmin(curve))
+    start_level = curve[: max(1, lowest)].max()
+    drop = start_level - curve[lowest]
+    _require_signal(drop, noise, start_level, metric, "drop")
+    return lowest, start_level, drop
+
+
+def _prepare(lrs, values, metric, window, window_fraction=WINDOW):
     lrs = np.asarray(lrs, dtype="float64")
     values = np.asarray(values, dtype="float64")
     if lrs.shape != values.shape or lrs.ndim != 1:
@@ -192,7 +206,7 @@ def _prepare(lrs, values, metric, window):
         )
     if np.any(np.diff(lrs) <= 0):
         raise ValueError("Argument `lrs` must be strictly increasing (one sweep).")
-    window = default_window(len(values)) if window is None else window
+    window = default_window(len(values), window_fraction) if window is None else window
     return lrs, smooth(values, window), _noise(values) / np.sqrt(window)
 
 

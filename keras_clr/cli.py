@@ -661,9 +661,7 @@ def _run_range_test(args, model, x, y, sweep):
         print(wrote)
         print(f"{PROG}: no bounds suggested ({ended}): {_one_line(error)}", file=sys.stderr)
         return 1
-    single = "" if bounds.lr is None else f" lr={bounds.lr:.6g}"
-    print(f"base_lr={bounds.base_lr:.6g} max_lr={bounds.max_lr:.6g}{single} "
-          f"({bounds.method} rule on {bounds.metric}; {ended})")
+    print(bounds.describe(ended, digits=6))
     if result.repeats > 1:
         spread = result.suggestion_spread(metric=args.metric, method=args.method)["max_lr"]
         print(f"max_lr of each sweep: {', '.join(f'{v:.3g}' for v in spread)}")

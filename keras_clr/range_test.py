@@ -669,9 +669,7 @@ def describe_suggestion(result):
         found = result.suggest_bounds()
     except ValueError as error:
         return f"No bounds suggested: {error}"
-    single = "" if found.lr is None else f" lr={found.lr:.3g}"
-    return (f"Suggested base_lr={found.base_lr:.3g} max_lr={found.max_lr:.3g}{single} "
-            f"({found.method} rule on {found.metric}; {result.ended})")
+    return f"Suggested {found.describe(result.ended)}"
 
 
 def _resolve_verbose(verbose):
