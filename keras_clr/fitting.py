@@ -3,10 +3,10 @@
 from keras_clr.callbacks import OneCycleLR
 from keras_clr.range_test import lr_range_test
 
-# The `fit` arguments that describe the training data, shared with the range
-# test.
-_DATA_ARGUMENTS = ("batch_size", "sample_weight", "class_weight", "shuffle",
-                   "steps_per_epoch", "validation_split")
+# The `fit` arguments shared with the range test: those that describe the
+# training data, and `verbose`.
+_SHARED_ARGUMENTS = ("batch_size", "sample_weight", "class_weight", "shuffle",
+                     "steps_per_epoch", "validation_split", "verbose")
 # With `validation_data`, the range test evaluates it every this many steps (as
 # in the suggestion benchmark): `val_*` columns for the plot and for rules you
 # apply yourself. The suggestion itself reads the training loss.
@@ -36,7 +36,8 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **f
             `seed`, `repeats`, ...); only without `max_lr`. The bounds come
             from the default rule (`suggest_bounds()`).
         **fit_kwargs: Passed to `model.fit` (`batch_size`, `callbacks`,
-            `validation_data`, ...); the data arguments also to the range test.
+            `validation_data`, ...); the data arguments and `verbose` also
+            to the range test.
 
     Returns:
         The `History` of the fit, with `learning_rate` per epoch, and with
@@ -45,7 +46,9 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **f
 
     Raises:
         ValueError: The range test found no trustworthy bounds (the message
-            says why; pass `max_lr`), or what `fit` and `OneCycleLR` raise.
+            says why; pass `max_lr`), a model compiled with
+            `steps_per_execution > 1` without `max_lr` (the range test needs
+            every step's logs), or what `fit` and `OneCycleLR` raise.
 
     Examples:
         >>> # history = fit_one_cycle(model, x, y, epochs=10, batch_size=64)
@@ -57,7 +60,7 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **f
                          f"max_lr={max_lr!r}, range_test={range_test!r}")
     result, cycle = None, {}
     if max_lr is None:
-        shared = {name: fit_kwargs[name] for name in _DATA_ARGUMENTS if name in fit_kwargs}
+        shared = {name: fit_kwargs[name] for name in _SHARED_ARGUMENTS if name in fit_kwargs}
         if fit_kwargs.get("validation_data") is not None:
             shared.update(validation_data=fit_kwargs["validation_data"], eval_every=_EVAL_EVERY)
         result = lr_range_test(model, x, y, **{**shared, **(range_test or {})})

@@ -161,3 +161,14 @@ def test_fit_one_cycle_sweeps_only_the_rows_its_fit_trains_on(digits, monkeypatc
     fit_one_cycle(mlp(), x[:1200], y[:1200], epochs=1, batch_size=64, verbose=0,
                   validation_split=0.25, range_test=dict(seed=0, num_steps=300))
     assert seen["validation_split"] == 0.25 and seen["batch_size"] == 64
+
+
+@pytest.mark.parametrize("verbose", [0, 2])
+def test_fit_one_cycle_range_test_is_as_verbose_as_the_fit(digits, capsys, verbose):
+    x, y = digits
+    fit_one_cycle(mlp(), x[:256], y[:256], epochs=1, batch_size=64, verbose=verbose,
+                  range_test=dict(seed=0, num_steps=100))
+    printed = capsys.readouterr().out
+    assert ("Suggested base_lr=" in printed) == bool(verbose), printed
+    if not verbose:
+        assert printed == ""
