@@ -89,6 +89,12 @@ def default_window(n, fraction=WINDOW):
     return max(3, int(n * fraction) | 1)
 
 
+def rule_window(method, n):
+    """The moving average rule `method` reads `n` points through by default
+    (`None`: the other rules' 5%)."""
+    return default_window(n, LOWEST_LOSS_WINDOW if method == "lowest_loss" else WINDOW)
+
+
 def lowest_loss_bounds(lrs, loss, metric="loss", window=None):
     """keras-clr's default rule, on a training-loss-vs-LR curve.
 
@@ -104,7 +110,7 @@ def lowest_loss_bounds(lrs, loss, metric="loss", window=None):
         >>> round(found.max_lr, 4), round(found.lr, 4), round(found.base_lr, 5)
         (0.0425, 0.017, 0.0017)
     """
-    lrs, curve, noise = _prepare(lrs, loss, metric, window, LOWEST_LOSS_WINDOW)
+    lrs, curve, noise = _prepare(lrs, loss, metric, window, "lowest_loss")
     lowest, _, _ = _lowest_point(curve, noise, metric)
     if lowest == len(curve) - 1:
         raise ValueError(
@@ -189,24 +195,29 @@ def _lowest_point(curve, noise, metric):
     return lowest, start_level, drop
 
 
-def _prepare(lrs, values, metric, window, window_fraction=WINDOW):
+def _prepare(lrs, values, metric, window, method=None):
     lrs = np.asarray(lrs, dtype="float64")
     values = np.asarray(values, dtype="float64")
     if lrs.shape != values.shape or lrs.ndim != 1:
         raise ValueError(
             "Arguments `lrs` and the metric values must be 1-D and of equal length. "
-            f"Received shapes {lrs.shape} and {values.shape}"
+            f"Received: shapes {lrs.shape} and {values.shape}"
         )
     finite = np.isfinite(lrs) & np.isfinite(values)
     lrs, values = lrs[finite], values[finite]
     if len(lrs) < 5:
         raise ValueError(
             f"The {metric!r} curve has {len(lrs)} finite points; at least 5 are "
-            "needed to suggest bounds. Sweep more steps or stop later."
+            "needed to suggest bounds. Sweep more steps or stop later. Received: "
+            f"{len(lrs)} finite of {len(finite)} points"
         )
     if np.any(np.diff(lrs) <= 0):
-        raise ValueError("Argument `lrs` must be strictly increasing (one sweep).")
-    window = default_window(len(values), window_fraction) if window is None else window
+        first = int(np.argmax(np.diff(lrs) <= 0))
+        raise ValueError(
+            "Argument `lrs` must be strictly increasing (one sweep). Received: "
+            f"lrs[{first}]={lrs[first]:.6g} followed by lrs[{first + 1}]={lrs[first + 1]:.6g}"
+        )
+    window = rule_window(method, len(values)) if window is None else window
     return lrs, smooth(values, window), _noise(values) / np.sqrt(window)
 
 

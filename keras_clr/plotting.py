@@ -8,7 +8,7 @@ import textwrap
 
 import numpy as np
 
-from keras_clr.bounds import smooth
+from keras_clr.bounds import rule_window, smooth
 
 # Up to this many steps a schedule is drawn at every step; beyond, at this
 # many evenly spaced steps, which needs cycles of at least
@@ -71,7 +71,11 @@ def plot_range_test(history, metric="loss", bounds=None, log_x=False, ax=None, n
     lrs, values = rows["learning_rate"].to_numpy(), rows[metric].to_numpy()
     ax.plot(lrs, values, color="tab:blue", alpha=0.3, linewidth=1, label=f"{metric} (raw)")
     if len(values):
-        ax.plot(lrs, smooth(values), color="tab:blue", linewidth=2, label="smoothed")
+        # As smoothed as the curve the marked bounds were read from, so that a
+        # `max_lr` at the lowest point sits at the bottom of the bold line.
+        method = bounds.method if bounds is not None and bounds.metric == metric else None
+        ax.plot(lrs, smooth(values, rule_window(method, len(values))), color="tab:blue",
+                linewidth=2, label="smoothed")
     if bounds is not None:
         marks = [(bounds.base_lr, "base_lr", "tab:green", "--"),
                  (bounds.max_lr, "max_lr", "tab:red", "--")]
