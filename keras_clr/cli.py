@@ -336,7 +336,9 @@ def plot_schedule(args):
 
 def _check_momenta(args):
     if (args.base_momentum is None) != (args.max_momentum is None):
-        raise UsageError("give both --base-momentum and --max-momentum, or neither")
+        given = "--base-momentum" if args.max_momentum is None else "--max-momentum"
+        raise UsageError(f"give both --base-momentum and --max-momentum, or neither "
+                         f"(only {given} was given)")
     if args.max_momentum is not None and args.base_momentum > args.max_momentum:
         raise UsageError(f"--base-momentum ({args.base_momentum:g}) must not exceed "
                          f"--max-momentum ({args.max_momentum:g})")
@@ -421,6 +423,10 @@ def range_test(args):
     _import_custom_objects(args.custom_objects or [])
     model = _load_model(args.model)
     _check_class_labels(model, labels)
+    if args.epochs is not None:  # --epochs counts batches; the sweep counts updates
+        from keras_clr._optimizer import accumulation_steps, inner_optimizer
+
+        num_steps = max(2, num_steps // accumulation_steps(inner_optimizer(model)))
     _check_metric(args.metric, _recorded_metrics(model, x, y, args.batch_size), validation)
     sweep = _sweep_arguments(args, num_steps, validation)
     return _run_range_test(args, model, x, y, sweep)
@@ -587,6 +593,8 @@ def _check_class_labels(model, y):
     import numpy as np
 
     loss = model.loss
+    if isinstance(loss, (list, tuple, dict)) and len(loss) == 1:  # one output's loss
+        loss = next(iter(loss.values())) if isinstance(loss, dict) else loss[0]
     name = loss if isinstance(loss, str) else getattr(loss, "name", None) or getattr(
         loss, "__name__", "")
     try:

@@ -148,10 +148,11 @@ class RangeTestResult:
 
     @property
     def ended(self):
-        """How the sweep(s) went, e.g. `"268 of 300 steps, diverged"`."""
+        """How the sweep(s) went, e.g. `"268 of 300 steps, diverged"` (sweep steps
+        reached: rows that share a step, under gradient accumulation, count once)."""
         if self.repeats == 1:
-            return f"{len(self.history)} of {self.num_steps} steps, {self.stop_reason}"
-        rows = self.history.groupby("repeat").size()
+            return f"{self.history['step'].nunique()} of {self.num_steps} steps, {self.stop_reason}"
+        rows = self.history.groupby("repeat")["step"].nunique()
         return (f"{self.repeats} sweeps of {self.num_steps} steps: "
                 + ", ".join(f"{n} {reason}" for n, reason in zip(rows, self.stop_reasons)))
 
@@ -435,7 +436,8 @@ class RangeTestCallback(keras.callbacks.Callback):
             if not steps:
                 raise ValueError(
                     "RangeTestCallback cannot tell how many steps this `fit` has "
-                    "(the data has no length): pass `num_steps`."
+                    "(the data has no length): pass `num_steps`. Received: "
+                    f"steps={steps!r}, num_steps=None"
                 )
             num_steps = max(2, steps * epochs // self._accumulation)
         self._lrs = sweep_learning_rates(self.start_lr, self.end_lr, num_steps, self.mode)
@@ -455,9 +457,9 @@ class RangeTestCallback(keras.callbacks.Callback):
         )
         self._rows = []
         self._smoothed_loss, self._best_loss = 0.0, math.inf
-        # An EMA as wide as the bounds' moving average (~5% of the sweep): a
-        # fixed 0.98 would lag ~50 steps and let short sweeps run far past
-        # divergence.
+        # An EMA about 5% of the sweep wide (the non-default rules' moving
+        # average): a fixed 0.98 would lag ~50 steps and let short sweeps run
+        # far past divergence.
         self._beta = 1.0 - 2.0 / (bounds.default_window(num_steps) + 1)
         self._expected_lr = None
 
@@ -623,6 +625,9 @@ def lr_range_test(
     repeats = _checks.positive_int("repeats", repeats)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"Argument `seed` must be an int or None. Received: seed={seed!r}")
+    if seed is not None and not 0 <= seed <= 2**32 - repeats:  # NumPy's seed range
+        raise ValueError(f"Argument `seed` must be in [0, 2**32 - repeats] (sweep i uses seed + "
+                         f"i). Received: seed={seed}, repeats={repeats}")
     verbose = _resolve_verbose(verbose)
     remove_stale(model)  # left by a `fit` that raised: measure the model's own state
     if epochs is not None:
@@ -719,7 +724,8 @@ def _steps_per_epoch(x, fit_kwargs):
         except TypeError:
             raise ValueError(
                 "lr_range_test cannot tell how many batches an epoch of `x` has: pass "
-                "`epochs` or `steps_per_epoch`."
+                f"`epochs` or `steps_per_epoch`. Received: x of type {type(x).__name__}, "
+                "with no length"
             ) from None
     if batches < 1:
         raise ValueError(

@@ -231,6 +231,23 @@ def test_range_test_is_seeded_and_leaves_the_model_file_alone(capsys, saved, tmp
     assert digest(saved / "model.keras") == before
 
 
+def test_range_test_epochs_under_gradient_accumulation_sweep_the_whole_range(capsys, tmp_path,
+                                                                           saved):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    model.compile(keras.optimizers.SGD(0.01, gradient_accumulation_steps=3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.save(tmp_path / "accumulating.keras")
+    status, out, err = run(capsys, *range_test_argv(
+        saved, tmp_path / "out", **{"--model": tmp_path / "accumulating.keras"}),
+        "--epochs", "3", "--batch-size", "100", "--start-lr", "1e-3", "--end-lr", "1e-2")
+    # 3 epochs of 18 batches are 18 updates of 3 batches each: the sweep reaches end_lr.
+    # (Whether this short sweep yields bounds, exit 0 or 1, is not the point here.)
+    assert status in (0, 1) and "18 of 18 steps, finished" in out + err, err
+    table = pd.read_csv(tmp_path / "out" / "range_test.csv")
+    assert table["learning_rate"].iloc[-1] == pytest.approx(1e-2, rel=1e-5)
+
+
 def test_range_test_reads_the_metric_and_method_asked_for(capsys, saved, tmp_path):
     status, out, err = run(capsys, *range_test_argv(saved, tmp_path, **{"--metric": "loss"}),
                            "--method", "steepest")
@@ -289,6 +306,18 @@ BAD_RANGE_TESTS = [
     ({"--custom-objects": "no_such_module"}, "--custom-objects: importing no_such_module "
      "failed: ModuleNotFoundError: No module named 'no_such_module'"),
 ]
+
+
+@pytest.mark.parametrize("wrap", [lambda loss: [loss], lambda loss: {"logits": loss}],
+                         ids=["list", "dict"])
+def test_the_label_check_reads_a_single_output_loss_given_in_a_list_or_dict(wrap):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(inputs))
+    model.compile("sgd", wrap(keras.losses.SparseCategoricalCrossentropy(from_logits=True)))
+    cli._check_class_labels(model, np.array([0, 1, 2]))
+    with pytest.raises(cli.UsageError, match="labels \\(--y\\) run from 0 to 3, but the "
+                       "model's 3 output units"):
+        cli._check_class_labels(model, np.array([0, 3]))
 
 
 def test_range_test_bad_input(capsys, saved, tmp_path):

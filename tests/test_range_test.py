@@ -430,6 +430,11 @@ def test_bad_models_are_refused_before_anything_changes(digits):
     unbuilt.compile(keras.optimizers.SGD(0.01), "mse")
     with pytest.raises(ValueError, match="built model"):
         lr_range_test(unbuilt, x, y, start_lr=1e-3, end_lr=1.0)
+    model = mlp(keras.optimizers.SGD(0.01))
+    with pytest.raises(ValueError, match="Received: seed=4294967295, repeats=2"):
+        lr_range_test(model, x, y, seed=2**32 - 1, repeats=2)
+    with pytest.raises(ValueError, match="Received: seed=-1, repeats=1"):
+        lr_range_test(model, x, y, seed=-1)
 
 
 # ---------------------------------------------------------------------------
@@ -488,6 +493,7 @@ def test_under_gradient_accumulation_lr_range_test_spans_num_steps_updates(digit
     assert result.history["learning_rate"].iloc[-1] == pytest.approx(0.1, rel=1e-6)
     lrs, _ = result.curve("loss")
     assert len(lrs) == 8
+    assert result.ended == "8 of 8 steps, finished"  # updates, not the 24 rows
 
 
 def test_validation_split_counts_training_rows_as_keras_does(digits):
