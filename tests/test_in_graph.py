@@ -233,6 +233,35 @@ def test_every_logger_records_the_lr_each_update_used(tmp_path, tensorboard_firs
                                epoch_lrs, rtol=1e-6)
 
 
+def test_a_model_saved_during_fit_holds_the_lr_of_the_last_update_before_the_save(tmp_path):
+    import json
+    import zipfile
+
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "epoch{epoch}.keras"))
+    model = probe_model(keras.optimizers.SGD(0.3))
+    fit(model, 3, [CyclicLR(SCHEDULE), checkpoint], epochs=3)
+    saved = []
+    for epoch in (1, 2, 3):
+        with zipfile.ZipFile(tmp_path / f"epoch{epoch}.keras") as archive:
+            config = json.loads(archive.read("config.json"))
+        saved.append(config["compile_config"]["optimizer"]["config"]["learning_rate"])
+    assert all(isinstance(value, float) for value in saved), saved  # never the schedule
+    np.testing.assert_allclose(saved, SCHEDULE.values([2, 5, 8]), rtol=1e-6)
+
+
+def test_with_the_schedule_in_the_optimizer_tensorboard_logs_keras_own_next_lr(tmp_path):
+    # The FAQ's statement for the route where keras-clr runs no code during `fit`:
+    # the updates equal the callback route's, and Keras' TensorBoard alone logs an
+    # LR, `optimizer.learning_rate` after the epoch, the schedule at the next step.
+    board = keras.callbacks.TensorBoard(str(tmp_path / "tb"))
+    model = probe_model(keras.optimizers.SGD(SCHEDULE))
+    recorder, history = fit(model, 3, [board], epochs=3)
+    recorder.assert_learning_rates(SCHEDULE.values(np.arange(9)))
+    assert "learning_rate" not in history.history
+    np.testing.assert_allclose(tensorboard_scalars(tmp_path / "tb", "epoch_learning_rate"),
+                               SCHEDULE.values([3, 6, 9]), rtol=1e-6)
+
+
 @pytest.mark.parametrize("fit_kwargs", [dict(epochs=0), dict(epochs=2, initial_epoch=2)],
                          ids=["epochs_0", "finished_resumed_job"])
 def test_a_fit_that_runs_no_step_changes_nothing(fit_kwargs):
