@@ -162,9 +162,9 @@ class CyclicalLearningRate(_StepSchedule):
             is lower when the amplitude is scaled down.
         step_size: Optimizer steps from `base_lr` up to `max_lr` (half a
             cycle). The paper recommends 2-10 epochs' worth of steps.
-        mode: `"triangular"`, `"triangular2"` or `"exp_range"`. Ignored
-            in favour of `scale_fn` when one is given. Defaults to
-            `"triangular"`.
+        mode: `"triangular"`, `"triangular2"` or `"exp_range"`. Leave it
+            at the default with a `scale_fn` (giving both is an error).
+            Defaults to `"triangular"`.
         gamma: Per-step amplitude decay for `"exp_range"`, in (0, 1].
             Defaults to 1.0.
         scale_fn: Optional custom amplitude multiplier: a callable taking a
