@@ -52,6 +52,10 @@ def panel_axes(ax, panels):
 def plot_range_test(history, metric="loss", bounds=None, log_x=False, ax=None, note=None):
     """Draws `metric` against `learning_rate` from a range test's history.
 
+    For a loss (`loss`, `val_loss`, `<output>_loss`) whose diverged tail
+    climbs far above where the sweep started, the y-axis stops a quarter of
+    the curve's drop above its starting level, so the drop stays readable.
+
     Args:
         history: DataFrame with `learning_rate` and `metric` columns.
         metric: Column to draw. Defaults to `"loss"`.
@@ -74,8 +78,12 @@ def plot_range_test(history, metric="loss", bounds=None, log_x=False, ax=None, n
         # As smoothed as the curve the marked bounds were read from, so that a
         # `max_lr` at the lowest point sits at the bottom of the bold line.
         method = bounds.method if bounds is not None and bounds.metric == metric else None
-        ax.plot(lrs, smooth(values, rule_window(method, len(values))), color="tab:blue",
-                linewidth=2, label="smoothed")
+        smoothed = smooth(values, rule_window(method, len(values)))
+        ax.plot(lrs, smoothed, color="tab:blue", linewidth=2, label="smoothed")
+        top = _loss_axis_top(metric, values, smoothed)
+        if top is not None:
+            bottom = min(values.min(), smoothed.min())
+            ax.set_ylim(bottom - 0.05 * (top - bottom), top)
     if bounds is not None:
         marks = [(bounds.base_lr, "base_lr", "tab:green", "--"),
                  (bounds.max_lr, "max_lr", "tab:red", "--")]
@@ -96,6 +104,16 @@ def plot_range_test(history, metric="loss", bounds=None, log_x=False, ax=None, n
     ax.set_title(title, fontsize=10)
     ax.legend(loc="best", fontsize=8)
     return ax
+
+
+def _loss_axis_top(metric, values, smoothed):
+    """Where a loss curve's y-axis should stop, or None to let matplotlib choose."""
+    if not (metric.removeprefix("val_") == "loss" or metric.endswith("_loss")):
+        return None
+    lowest = int(np.argmin(smoothed))
+    start = smoothed[: lowest + 1].max()
+    top = start + max(0.25 * (start - smoothed[lowest]), 0.05 * abs(start))
+    return top if values.max() > top + (top - smoothed[lowest]) else None
 
 
 def plot_schedule(schedule, steps, ax=None, base_momentum=None, max_momentum=None,

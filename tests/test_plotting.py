@@ -110,6 +110,24 @@ def test_result_plot_draws_the_loss_and_the_accuracy_with_the_same_bounds():
     assert [a.get_ylabel() for a in figure.axes] == ["accuracy", "loss"]
 
 
+def test_a_diverged_loss_tail_does_not_flatten_the_plot():
+    lrs = np.geomspace(1e-4, 1.0, 100)
+    loss = 2.3 - 2.0 / (1 + (1e-2 / lrs) ** 2)
+    loss[-5:] = [10.0, 100.0, 300.0, 600.0, 1000.0]
+    accuracy = np.where(loss < 3.0, 0.1 + 0.8 / (1 + (1e-2 / lrs) ** 2), 0.1)
+    history = pd.DataFrame({"learning_rate": lrs, "loss": loss, "accuracy": accuracy})
+    ax = plotting.plot_range_test(history, "loss", ax=new_axes())
+    smoothed = ax.lines[1].get_ydata()
+    start, lowest = smoothed[: np.argmin(smoothed) + 1].max(), smoothed.min()
+    assert ax.get_ylim()[1] == pytest.approx(start + 0.25 * (start - lowest))
+    assert loss.min() - 0.25 < ax.get_ylim()[0] <= loss.min()  # not pushed down either
+    # Accuracies, and losses whose tail stays in view, keep matplotlib's own limits.
+    top = plotting.plot_range_test(history, "accuracy", ax=new_axes()).get_ylim()[1]
+    assert top > accuracy.max()
+    mild = history.assign(loss=np.minimum(loss, 3.0))
+    assert plotting.plot_range_test(mild, "loss", ax=new_axes()).get_ylim()[1] >= 3.0
+
+
 def test_result_plot_on_one_axes_or_on_the_loss_draws_one_panel():
     ax = new_axes()
     assert sweep_result().plot(ax=ax, metric="loss", method="valley") is ax
