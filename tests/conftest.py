@@ -4,9 +4,12 @@ import re
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
+import matplotlib
 import numpy as np
 import pytest
 from keras import ops
+
+matplotlib.use("Agg")  # tests only, whatever their order: the package never picks a backend
 
 
 def keras_at_least(*version):

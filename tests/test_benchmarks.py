@@ -85,6 +85,12 @@ def test_suggestion_rules_on_a_synthetic_sweep():
     history = pd.DataFrame({"step": range(100), "learning_rate": lrs, "loss": loss,
                             "accuracy": accuracy})
     result = RangeTestResult(history, "exponential", 1e-7, 10.0)
-    for rule in suggestions.RULES.values():
+    clean = 2.3 - 2.0 / (1 + (1e-2 / lrs) ** 2) + 50 * lrs**2
+    lowest = lrs[np.argmin(clean)]  # about 0.045
+    for name, rule in suggestions.RULES.items():
         suggestion = rule.suggest(result)
-        assert 1e-7 <= suggestion.lr <= 10.0 and 0 < suggestion.base_lr < suggestion.max_lr
+        # Every rule picks a single LR on the falling part, below the curve's lowest point.
+        assert 1e-3 < suggestion.lr < lowest, (name, suggestion)
+        assert 0 < suggestion.base_lr < suggestion.max_lr <= 1.5 * lowest, (name, suggestion)
+    ours = suggestions.RULES["ours"].suggest(result)
+    assert lowest / 2 < ours.max_lr < 2 * lowest, "the default's peak is at the lowest loss"

@@ -163,7 +163,9 @@ def test_momentum_cycling_retraces_a_model_fit_before():
     # Velocity carried over from the first fit: v0 = sum of 4 steps of -0.1 with m=0.9.
     velocity = sgd_momentum_deltas([0.1] * 4, [0.9] * 4)[-1]
     deltas = []
-    for lr, momentum in zip(schedule.values(np.arange(4, 10)), clr.history["momentum"]):
+    momenta = schedule.momentum_values(np.arange(4, 10), 0.5, 0.9)
+    np.testing.assert_allclose(clr.history["momentum"], momenta)
+    for lr, momentum in zip(schedule.values(np.arange(4, 10)), momenta):
         velocity = momentum * velocity - lr
         deltas.append(velocity)
     np.testing.assert_allclose(recorder.deltas, deltas, **PROBE_TOLERANCE)
@@ -176,7 +178,9 @@ def test_adam_beta_1_is_cycled_and_used():
     recorder, _ = fit(model, 9, [clr])
     m = v = 0.0
     expected = []
-    for step, (lr, beta_1) in enumerate(zip(schedule.values(np.arange(9)), clr.history.momentum)):
+    momenta = schedule.momentum_values(np.arange(9), 0.6, 0.9)
+    np.testing.assert_allclose(clr.history["momentum"], momenta)
+    for step, (lr, beta_1) in enumerate(zip(schedule.values(np.arange(9)), momenta)):
         t = step + 1
         m += (1 - beta_1) * (1.0 - m)
         v += (1 - 0.999) * (1.0 - v)

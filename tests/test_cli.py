@@ -180,6 +180,7 @@ def saved(tmp_path_factory):
     np.savez(folder / "features.npz", x=x[:, :10], y=y)
     np.savez(folder / "labels.npz", x=x, y=y + 10)
     np.savez(folder / "halves.npz", x=x, y=y - 0.5)
+    np.savez(folder / "zeros.npz", x=np.zeros_like(x), y=y)  # nothing to learn
     np.savez(folder / "onebad.npz", x=x, y=np.where(np.arange(len(y)) == 7, 10, y))
     (folder / "notes.txt").write_text("not an npz archive")
     (folder / "text.keras").write_text("not a model")
@@ -246,6 +247,18 @@ def test_range_test_epochs_under_gradient_accumulation_sweep_the_whole_range(cap
     assert status in (0, 1) and "18 of 18 steps, finished" in out + err, err
     table = pd.read_csv(tmp_path / "out" / "range_test.csv")
     assert table["learning_rate"].iloc[-1] == pytest.approx(1e-2, rel=1e-5)
+
+
+def test_range_test_without_bounds_exits_1_and_still_writes_its_outputs(capsys, saved,
+                                                                       tmp_path):
+    status, out, err = run(capsys, *range_test_argv(
+        saved, tmp_path, **{"--data": "zeros.npz", "--x": "x", "--y": "y"}),
+        "--end-lr", "1e-3")
+    assert status == 1
+    assert err.count("\n") == 1 and err.startswith("keras-clr: no bounds suggested ("), err
+    assert "no clear drop" in err and "Traceback" not in out + err
+    assert len(pd.read_csv(tmp_path / "range_test.csv")) == 300
+    assert (tmp_path / "range_test.png").stat().st_size > 0
 
 
 def test_range_test_reads_the_metric_and_method_asked_for(capsys, saved, tmp_path):

@@ -113,6 +113,10 @@ def test_on_train_end_is_safe_when_fit_failed_before_train_begin():
         model.fit("not data", callbacks=[clr], verbose=0)
     clr.on_train_end()
     RangeTestCallback(0.1, 1.0).remove_sweep()
+    assert "_keras_clr_installation" not in vars(model) and "train_step" not in vars(model)
+    assert clr.history.empty
+    recorder, _ = fit(model, 3)  # plain training, with the optimizer's own LR
+    recorder.assert_learning_rates([0.3] * 3)
 
 
 @pytest.mark.backends("tensorflow", "jax")  # torch sets a plain momentum: no LiveFloat
