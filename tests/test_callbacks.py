@@ -59,6 +59,16 @@ class CrashAt(keras.callbacks.Callback):
             raise RuntimeError("simulated crash")
 
 
+def test_one_cycle_with_initial_epoch_continues_that_many_epochs_into_the_cycle():
+    from keras_clr import OneCycleLR
+
+    model = probe_model(keras.optimizers.SGD(0.1))
+    recorder, _ = fit(model, 4, [OneCycleLR(1.0, cycle_momentum=False)], epochs=4,
+                      initial_epoch=2)
+    # As the uninterrupted 4-epoch run's epochs 3 and 4: updates 8 to 15 of 16.
+    recorder.assert_learning_rates(OneCycle(1.0, 16).values(np.arange(8, 16)))
+
+
 def test_resume_with_backup_and_restore(tmp_path):
     schedule = CyclicalLearningRate(0.1, 0.9, 4, mode="triangular2")
     model = probe_model(keras.optimizers.SGD(0.5))

@@ -261,6 +261,20 @@ def test_range_test_without_bounds_exits_1_and_still_writes_its_outputs(capsys, 
     assert (tmp_path / "range_test.png").stat().st_size > 0
 
 
+def test_range_test_repeats_report_each_sweeps_max_lr_and_another_seed_differs(capsys, saved,
+                                                                               tmp_path):
+    frames = {}
+    for seed in ("7", "8"):
+        status, out, err = run(capsys, *range_test_argv(saved, tmp_path / seed), "--repeats",
+                               "2", "--seed", seed, "--start-lr", "1e-4")
+        assert status == 0, err
+        spread = [line for line in out.splitlines() if line.startswith("max_lr of each sweep: ")]
+        assert len(spread) == 1 and len(spread[0].split(": ")[1].split(", ")) == 2, out
+        frames[seed] = pd.read_csv(tmp_path / seed / "range_test.csv")
+        assert sorted(set(frames[seed]["repeat"])) == [0, 1]
+    assert not np.allclose(frames["7"]["loss"].iloc[:50], frames["8"]["loss"].iloc[:50])
+
+
 def test_range_test_reads_the_metric_and_method_asked_for(capsys, saved, tmp_path):
     status, out, err = run(capsys, *range_test_argv(saved, tmp_path, **{"--metric": "loss"}),
                            "--method", "steepest")

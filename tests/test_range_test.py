@@ -154,6 +154,29 @@ def test_a_step_skipped_by_loss_scaling_holds_the_sweep_back():
     np.testing.assert_allclose(history["learning_rate"][applied], np.linspace(0.1, 1.5, 15))
 
 
+def test_a_fit_shorter_than_the_sweep_ends_it_as_fit_ended():
+    sweep = RangeTestCallback(start_lr=0.1, end_lr=1.0, num_steps=50)
+    recorder = WeightRecorder()
+    probe_model(keras.optimizers.SGD(0.01)).fit(*probe_data(10), batch_size=4, shuffle=False,
+                                                 verbose=0, callbacks=[sweep, recorder])
+    assert sweep.result.stop_reason == "fit ended"
+    assert sweep.result.ended == "10 of 50 steps, fit ended"
+    recorder.assert_learning_rates(np.linspace(0.1, 1.0, 50)[:10])
+
+
+@pytest.mark.backends("tensorflow", "jax")  # Keras' torch backend refuses steps_per_execution > 1
+def test_steps_per_execution_is_refused_before_anything_changes(digits):
+    x, y = digits
+    model = mlp(keras.optimizers.SGD(0.01), steps_per_execution=2)
+    before = state(model)
+    with pytest.raises(ValueError, match="steps_per_execution=2.*steps_per_execution=1"):
+        lr_range_test(model, x, y, num_steps=20, verbose=0)
+    assert_same_state(before, model)
+    with pytest.raises(ValueError, match="steps_per_execution=2"):
+        model.fit(x, y, callbacks=[RangeTestCallback(num_steps=20)], verbose=0)
+    assert_same_state(before, model)
+
+
 def test_under_gradient_accumulation_rows_follow_the_update_count():
     sweep = RangeTestCallback(start_lr=0.1, end_lr=0.8, num_steps=8)
     recorder = WeightRecorder()
