@@ -113,6 +113,8 @@ def _loss_axis_top(metric, values, smoothed):
     lowest = int(np.argmin(smoothed))
     start = smoothed[: lowest + 1].max()
     top = start + max(0.25 * (start - smoothed[lowest]), 0.05 * abs(start))
+    if top <= smoothed[lowest]:  # a curve flat at 0: nothing to keep in view
+        return None
     return top if values.max() > top + (top - smoothed[lowest]) else None
 
 
