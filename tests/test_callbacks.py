@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keras_clr import CyclicalLearningRate, CyclicLR, OneCycle
+from keras_clr import CyclicalLearningRate, CyclicLR, OneCycle, OneCycleLR
 from tests.conftest import (
     PROBE_TOLERANCE,
     WeightRecorder,
@@ -60,8 +60,6 @@ class CrashAt(keras.callbacks.Callback):
 
 
 def test_one_cycle_with_initial_epoch_continues_that_many_epochs_into_the_cycle():
-    from keras_clr import OneCycleLR
-
     model = probe_model(keras.optimizers.SGD(0.1))
     recorder, _ = fit(model, 4, [OneCycleLR(1.0, cycle_momentum=False)], epochs=4,
                       initial_epoch=2)
