@@ -94,3 +94,36 @@ def test_suggestion_rules_on_a_synthetic_sweep():
         assert 0 < suggestion.base_lr < suggestion.max_lr <= 1.5 * lowest, (name, suggestion)
     ours = suggestions.RULES["ours"].suggest(result)
     assert lowest / 2 < ours.max_lr < 2 * lowest, "the default's peak is at the lowest loss"
+
+
+def test_single_lr_factor_check_fits_leaving_each_task_out():
+    suggestions = benchmark("suggestions")
+    # max_lr / best fixed LR: 2 on both seeds of task a, 6 on both of task b.
+    rules = pd.DataFrame({"rule": "ours", "task": ["a", "a", "b", "b"],
+                          "best_fixed_lr": [0.01, 0.02, 0.01, 0.001],
+                          "max_lr": [0.02, 0.04, 0.06, 0.006]})
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:]
+            for line in suggestions.single_lr_factor_check(rules).splitlines()[2:]}
+    library = suggestions.LR_BELOW_PEAK  # 2.5: a's single LR is 0.8x the best, b's 2.4x
+    assert rows[f"the library's factor, {library:g}"][0] == "2/4 (50%)"
+    # Fitted on both tasks, sqrt(12): a at 0.58x, b at 1.73x, all four within 2x.
+    assert rows["fitted on all tasks, 3.46"][:2] == ["4/4 (100%)", "0/4 (0%)"]
+    # Leaving a out, the factor is b's (6): a lands at 1/3 x; leaving b out, b at 3x.
+    assert rows["fitted leaving the task out, 2.00 to 6.00"][:2] == ["0/4 (0%)", "0/4 (0%)"]
+    one_task = rules[rules["task"] == "a"]
+    assert suggestions.single_lr_factor_check(one_task) == "Needs at least two tasks."
+
+
+def test_ceiling_report_counts_the_hand_peak_against_the_baselines():
+    suggestions = benchmark("suggestions")
+    seeds = pd.DataFrame({"task": ["moons_mlp"] * 2 + ["digits_mlp"] * 2, "seed": [0, 1] * 2,
+                          "step_decay_test": [0.90, 0.90, 0.95, 0.97]})
+    rules = pd.DataFrame({"rule": "ours", "task": seeds["task"], "seed": seeds["seed"],
+                          "best_fixed_test": [0.91, 0.89, 0.94, 0.94],
+                          "hand_best_test": [0.90, 0.92, 0.95, 0.96]})
+    text = suggestions.ceiling_report(seeds, rules)
+    # Below the best fixed LR once (moons seed 0); the means beat step decay on moons
+    # (0.91 vs 0.90) and fall short on digits (0.955 vs 0.96).
+    assert "on 1/4 (25%) task-seeds" in text
+    assert "step decay on 1/2 tasks" in text
+    assert suggestions.ceiling_report(seeds, rules.assign(rule="other")) == "No hand grid was run."
