@@ -36,6 +36,10 @@ regression losses) and each seed (the seed changes the data split and the initia
    ours, the pipeline also runs on half the budget minus the range test's steps (rounded to
    whole epochs), to see whether it reaches the best fixed LR's final score in at most half
    its steps, range test counted.
+5. Checks on the scores themselves: what the hand grid's own best peak scores on the two
+   targets that compare the pipeline with the baselines (`ceiling_report`: the noise floor of
+   those targets), and the single LR's factor below `max_lr` refitted leaving each task out
+   (`single_lr_factor_check`: is the library's constant an in-sample fit?).
 
 Selection (the best fixed LR, the hand grid's best peak) reads the final validation score;
 every reported score is the test split's, so selection noise is not counted as skill. Scores
@@ -46,7 +50,7 @@ shortfalls are in accuracy points, or in percent of the reference loss for regre
 the tolerance is 0.5 points or 5%.
 
 Budgets are small (200-340 steps a run) so that the suite (about 45 runs per task and seed)
-fits in about an hour on 2 CPU cores. At that size the 300-step range test is about one
+fits in about half an hour on 2 CPU cores. At that size the 300-step range test is about one
 run, so the targets on its cost (<= 2% of the grid) and on reaching the best fixed LR's
 score in half its steps, range test counted, are far harder here than at real budgets.
 
