@@ -1080,10 +1080,10 @@ def single_lr_factor_check(rules, rule="ours"):
     if ours["task"].nunique() < 2:
         return "Needs at least two tasks."
     ratio = np.log10(ours["max_lr"] / ours["best_fixed_lr"])
+    total = int((rules["rule"] == rule).sum())  # refusals count as misses
 
     def scored(label, log_factor):
         distance = (ratio - log_factor).abs()
-        total = len(rules[rules["rule"] == rule])  # refusals count as misses
         return [label, fraction(int((distance <= math.log10(2)).sum()), total),
                 fraction(int((distance > 1).sum()), total), f"{distance.median():.2f}"]
 
@@ -1105,10 +1105,9 @@ def ceiling_report(seeds, rules, rule="ours"):
     best = rules[(rules["rule"] == rule) & rules["hand_best_test"].notna()]
     if best.empty:
         return "No hand grid was run."
-    best = best.merge(seeds[["task", "seed", "step_decay_test"]], on=["task", "seed"])
     below = sum(shortfall(TASKS[t], fixed, hand) > 0 for t, fixed, hand in zip(
         best["task"], best["best_fixed_test"], best["hand_best_test"]))
-    means = best.groupby("task", sort=False)[["hand_best_test", "step_decay_test"]].mean()
+    means = per_task_means(seeds, best, ["hand_best_test"])
     decay = sum(shortfall(TASKS[t], row["step_decay_test"], row["hand_best_test"]) <= 0
                 for t, row in means.iterrows())
     return (f"The hand grid's best 1cycle peak (chosen on validation, at the base/max ratio of "
@@ -1164,12 +1163,11 @@ def distance_report(seeds):
                      "median abs log10 distance", "refused"], table)
 
 
-def per_task_means(seeds, ours):
-    """Per task, means over seeds of the scores the per-task targets compare; a task with
-    a refused seed has no mean (it misses those targets)."""
+def per_task_means(seeds, ours, columns=("pipeline_test", "half_test", "best_fixed_test")):
+    """Per task, means over seeds of `columns` and of step decay's score, which the per-task
+    targets compare; a task with a refused seed has no mean (it misses those targets)."""
     merged = ours.merge(seeds[["task", "seed", "step_decay_test"]], on=["task", "seed"])
-    means = merged.groupby("task", sort=False)[
-        ["pipeline_test", "half_test", "best_fixed_test", "step_decay_test"]].mean()
+    means = merged.groupby("task", sort=False)[[*columns, "step_decay_test"]].mean()
     refused = merged.groupby("task", sort=False)["failure"].apply(lambda f: (f == "refused").any())
     means.loc[refused] = np.nan
     return means

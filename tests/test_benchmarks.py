@@ -120,7 +120,7 @@ def test_ceiling_report_counts_the_hand_peak_against_the_baselines():
                           "step_decay_test": [0.90, 0.90, 0.95, 0.97]})
     rules = pd.DataFrame({"rule": "ours", "task": seeds["task"], "seed": seeds["seed"],
                           "best_fixed_test": [0.91, 0.89, 0.94, 0.94],
-                          "hand_best_test": [0.90, 0.92, 0.95, 0.96]})
+                          "hand_best_test": [0.90, 0.92, 0.95, 0.96], "failure": ""})
     text = suggestions.ceiling_report(seeds, rules)
     # Below the best fixed LR once (moons seed 0); the means beat step decay on moons
     # (0.91 vs 0.90) and fall short on digits (0.955 vs 0.96).
