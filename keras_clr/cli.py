@@ -9,6 +9,7 @@ comes, and the traceback of an unexpected error.
 """
 
 import argparse
+import contextlib
 import functools
 import math
 import os
@@ -16,6 +17,7 @@ import pathlib
 import re
 import sys
 import tempfile
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -236,6 +238,28 @@ def main(argv=None):
 
 def _error(message):
     print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(category):
+    """Shows each distinct `category` warning raised inside as one line on
+    stderr, `keras-clr: warning: ...`, as the command's other messages; other
+    warnings pass on as usual."""
+    caught = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:  # the usual warning machinery is back: pass the others on to it
+        shown = set()
+        for warning in caught:
+            message = _one_line(warning.message)
+            if not issubclass(warning.category, category):
+                warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                       warning.lineno)
+            elif message not in shown:
+                shown.add(message)
+                print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
 def _one_line(error):
@@ -564,8 +588,6 @@ def _import_custom_objects(modules):
 
 
 def _load_model(path):
-    import warnings
-
     import keras
 
     try:
@@ -650,6 +672,7 @@ def _sweep_arguments(args, num_steps, validation):
 def _run_range_test(args, model, x, y, sweep):
     from matplotlib.figure import Figure
 
+    from keras_clr.bounds import ShallowCurveWarning
     from keras_clr.range_test import lr_range_test
 
     try:
@@ -659,16 +682,17 @@ def _run_range_test(args, model, x, y, sweep):
     _make_folder(args.out, "--out")
     result.history.to_csv(args.out / "range_test.csv", index=False)
     figure = Figure(figsize=(11, 4), layout="constrained")
-    result.plot(ax=figure, metric=args.metric, method=args.method)
-    _save(figure, args.out / "range_test.png", "--out")
     ended = result.ended
     wrote = f"wrote {args.out / 'range_test.csv'} and {args.out / 'range_test.png'}"
-    try:
-        bounds = result.suggest_bounds(metric=args.metric, method=args.method)
-    except ValueError as error:
-        print(wrote)
-        print(f"{PROG}: no bounds suggested ({ended}): {_one_line(error)}", file=sys.stderr)
-        return 1
+    with _warnings_as_lines(ShallowCurveWarning):
+        result.plot(ax=figure, metric=args.metric, method=args.method)
+        _save(figure, args.out / "range_test.png", "--out")
+        try:
+            bounds = result.suggest_bounds(metric=args.metric, method=args.method)
+        except ValueError as error:
+            print(wrote)
+            print(f"{PROG}: no bounds suggested ({ended}): {_one_line(error)}", file=sys.stderr)
+            return 1
     print(bounds.describe(ended, digits=6))
     if result.repeats > 1:
         spread = result.suggestion_spread(metric=args.metric, method=args.method)["max_lr"]

@@ -218,6 +218,11 @@ class RangeTestResult:
             ValueError: Unknown metric or method, or a curve too short, flat
                 or noisy to read, or still falling at the sweep's end (the
                 message says which and what to do).
+
+        Warns:
+            keras_clr.bounds.ShallowCurveWarning: The loss fell by less than
+                a quarter of its level before its lowest point: the model
+                barely trained during the sweep and the bounds may be low.
         """
         metric = self.default_metric() if metric is None else metric
         lrs, values = self.curve(metric)

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,48 @@ def test_lowest_loss_refuses_a_loss_still_falling_at_the_end_and_all_nan():
         bounds.lowest_loss_bounds(lrs, exploding_loss(lrs))
     with pytest.raises(ValueError, match="0 finite points"):
         bounds.lowest_loss_bounds(lrs, np.full(lrs.size, np.nan))
+
+
+def shallow_loss(lrs):
+    """The exploding loss with a tenth of its fall: 2.3 down to ~2.1 (9%) before it rises."""
+    return 2.3 - 0.2 / (1 + (1e-2 / lrs) ** 2) + 50 * lrs**2
+
+
+@pytest.mark.parametrize("method", ["lowest_loss", "valley"])
+def test_a_shallow_fall_still_gives_bounds_with_a_warning_at_the_callers_line(method):
+    lrs = np.geomspace(1e-7, 10.0, 300)
+    with pytest.warns(bounds.ShallowCurveWarning, match=r"fell only \d+% .*more steps") as caught:
+        found = bounds.suggest(lrs, shallow_loss(lrs), method, "loss")
+    assert found.max_lr > found.base_lr > 0
+    assert [w.filename for w in caught] == [__file__]  # the user's call, not keras_clr's
+
+
+def test_the_warning_reaches_the_line_that_asked_a_range_test_result():
+    import pandas as pd
+
+    from keras_clr import RangeTestResult
+
+    lrs = np.geomspace(1e-7, 10.0, 300)
+    history = pd.DataFrame({"step": range(300), "learning_rate": lrs, "loss": shallow_loss(lrs)})
+    with pytest.warns(bounds.ShallowCurveWarning) as caught:
+        RangeTestResult(history, "exponential", 1e-7, 10.0).suggest_bounds()
+    assert [w.filename for w in caught] == [__file__]
+
+
+def test_a_deep_fall_gives_no_warning():
+    lrs = np.geomspace(1e-7, 10.0, 300)
+    loss = exploding_loss(lrs)  # falls 2.3 -> ~0.4, 80%
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for method in bounds.METHODS[:1] + bounds.LOSS_METHODS:
+            bounds.suggest(lrs, loss, method, "loss")
+    # Either side of the threshold, a quarter of the start level: these curves' smoothed
+    # minima lie 26% and 22% below 2.3 (the rise after the fall eats into it).
+    falls = {share: 2.3 - share * 2.3 / (1 + (1e-2 / lrs) ** 2) + 50 * lrs**2
+             for share in (0.35, 0.3)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bounds.lowest_loss_bounds(lrs, falls[0.35])
+        assert not caught
+        bounds.lowest_loss_bounds(lrs, falls[0.3])
+        assert [str(w.message)[:31] for w in caught] == ["The 'loss' curve fell only 22% "]

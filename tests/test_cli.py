@@ -502,3 +502,18 @@ def test_console_script_stderr_is_one_line_from_a_shell(saved, tmp_path):
         rc, out, err = result(name)
         assert rc == "2\n" and out == ""
         assert err.startswith(f"keras-clr: error: {message}") and err.count("\n") == 1, err
+
+
+def test_shallow_curve_warnings_become_one_line_each_and_others_pass_on(capsys):
+    import warnings
+
+    from keras_clr.bounds import ShallowCurveWarning
+
+    with pytest.warns(UserWarning, match="unrelated"):
+        with cli._warnings_as_lines(ShallowCurveWarning):
+            for _ in range(2):  # plot() and suggest_bounds() read the same curve
+                warnings.warn("The 'loss' curve fell only 9%\n(from 2.3)", ShallowCurveWarning,
+                              stacklevel=1)
+            warnings.warn("unrelated", UserWarning, stacklevel=1)
+    expected = "keras-clr: warning: The 'loss' curve fell only 9% (from 2.3)\n"
+    assert capsys.readouterr().err == expected
