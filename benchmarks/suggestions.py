@@ -3,6 +3,7 @@
     python benchmarks/suggestions.py [--tasks digits_mlp,moons_mlp] [--seeds 3]
         [--rules ours,fastai_valley] [--out out/suggestions] [--cache DIR] [--quick]
         [--sweep-steps 300] [--sweep-range 1e-7,10] [--eval-every 15] [--policy 1cycle]
+        [--peak-factors 1.5,2,3]
 
 The promise under test: one short LR range test replaces a grid search. For each task of a
 suite that varies what changes LR behaviour (MLP, BatchNorm, Conv1D, GRU, attention; SGD with
@@ -39,7 +40,9 @@ regression losses) and each seed (the seed changes the data split and the initia
 5. Checks on the scores themselves: what the hand grid's own best peak scores on the two
    targets that compare the pipeline with the baselines (`ceiling_report`: the noise floor of
    those targets), and the single LR's factor below `max_lr` refitted leaving each task out
-   (`single_lr_factor_check`: is the library's constant an in-sample fit?).
+   (`single_lr_factor_check`: is the library's constant an in-sample fit?). With
+   `--peak-factors`, rules `ours_peak_x<c>` move the pipeline's peak to c x ours' `max_lr`
+   (`peak_factor_report`: would a peak above the lowest loss do better, leaving each task out?).
 
 Selection (the best fixed LR, the hand grid's best peak) reads the final validation score;
 every reported score is the test split's, so selection noise is not counted as skill. Scores
@@ -75,6 +78,7 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -87,7 +91,7 @@ import pandas as pd
 
 import keras_clr
 from keras_clr import CyclicalLearningRate, CyclicLR, OneCycle, RangeTestResult, lr_range_test
-from keras_clr.bounds import LR_BELOW_PEAK
+from keras_clr.bounds import BASE_BELOW_PEAK, LR_BELOW_PEAK, ShallowCurveWarning
 from keras_clr.range_test import DEFAULT_END_LR, DEFAULT_NUM_STEPS, DEFAULT_START_LR
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -698,6 +702,21 @@ RULES = {rule.name: rule for rule in (
     Rule("torch_lr_finder", "train", single_lr_rule(torch_lr_finder_curve,
                                                      torch_lr_finder_steepest)),
 )}
+
+
+def peak_rule(factor):
+    """Ours with the 1cycle peak moved to `factor` x its `max_lr` (base = peak / 25, the same
+    single LR): a candidate place for the peak, added by `--peak-factors`."""
+
+    def suggest(result):
+        bounds = result.suggest_bounds()
+        peak = factor * bounds.max_lr
+        return Suggestion(bounds.lr, peak, peak / BASE_BELOW_PEAK,
+                          f"peak at {factor:g}x ours' max_lr")
+
+    return Rule(f"ours_peak_x{factor:g}", "val", suggest)
+
+
 SWEEPS = ("val", "train")  # with validation data, without
 TARGET_RULES = ("ours", "ours_noval")  # the library's default; half-budget runs and checks
 
@@ -778,7 +797,7 @@ RULE_COLUMNS = [
     "lr", "base_lr", "max_lr", "div", "detail", "x_best", "log10_distance", "fixed_test",
     "fixed_failed", "pipeline_test", "hand_best_multiple", "hand_best_test", "hand_val",
     "hand_edge", "regret", "within_tolerance", "failure", "half_epochs", "half_steps",
-    "half_test", "refusal",
+    "half_test", "refusal", "warning",
 ]
 
 
@@ -816,9 +835,13 @@ def score_rule(trainer, rule, sweep, best_lr, best, settings):
            "best_fixed_lr": best_lr, "best_fixed_test": best["test"],
            "sweep_steps": len(sweep.history), "stop_reason": sweep.stop_reason}
     try:
-        suggestion = rule.suggest(sweep)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ShallowCurveWarning)
+            suggestion = rule.suggest(sweep)
     except ValueError as error:
         return {**row, "failure": "refused", "refusal": str(error)}
+    row["warning"] = next((str(w.message) for w in caught
+                           if issubclass(w.category, ShallowCurveWarning)), None)
     div = float(f"{suggestion.max_lr / suggestion.base_lr:.2g}")
     fixed = trainer.fixed(suggestion.lr)
     pipeline = trainer.pipeline(suggestion.max_lr, div)
@@ -1138,13 +1161,23 @@ def verdict(met):
 
 
 def refusal_report(rules):
-    """Every refusal, with the message the rule gave."""
+    """Every refusal, with the message the rule gave; then ours' warnings, with the regret
+    they came with (does the warning mark the task-seeds where the bounds are off?)."""
     refused = rules[rules["failure"] == "refused"]
-    if refused.empty:
-        return "No rule refused."
-    return md_table(["task", "seed", "rule", "stop reason", "message"],
-                    [[r["task"], r["seed"], r["rule"], r["stop_reason"], r["refusal"]]
-                     for _, r in refused.iterrows()])
+    text = "No rule refused." if refused.empty else md_table(
+        ["task", "seed", "rule", "stop reason", "message"],
+        [[r["task"], r["seed"], r["rule"], r["stop_reason"], r["refusal"]]
+         for _, r in refused.iterrows()])
+    ours = rules[rules["rule"] == "ours"]
+    warned = ours[ours["warning"].notna()]
+    if ours.empty:
+        return text
+    if warned.empty:
+        return text + "\n\n`ours` gave no `ShallowCurveWarning`."
+    return text + "\n\n`ours`' `ShallowCurveWarning`s:\n\n" + md_table(
+        ["task", "seed", "regret", "single LR x best fixed", "message"],
+        [[r["task"], r["seed"], f"{r['regret']:+.2f}", f"{r['x_best']:.2g}", r["warning"]]
+         for _, r in warned.iterrows()])
 
 
 def distance_report(seeds):
@@ -1173,19 +1206,74 @@ def per_task_means(seeds, ours, columns=("pipeline_test", "half_test", "best_fix
     return means
 
 
-def checklist(name, seeds, rules):
-    """The targets for one of ours' rules, one line each."""
-    ours = rules[rules["rule"] == name].copy()
-    total, tasks = len(ours), ours["task"].nunique()
-    task_of = ours["task"].map(TASKS)
-    within = int(ours["within_tolerance"].fillna(False).astype(bool).sum())
-    below = int(sum(r == "refused" or shortfall(t, b, p) > 0 for t, b, p, r in zip(
-        task_of, ours["best_fixed_test"], ours["pipeline_test"], ours["failure"])))
+def seed_marks(ours):
+    """Per row of one rule: `within` tolerance of the hand grid's best, and `below` the best
+    fixed LR's final score (a refusal is below)."""
+    return pd.DataFrame({
+        "task": ours["task"], "within": ours["within_tolerance"].fillna(False).astype(bool),
+        "below": [r == "refused" or shortfall(TASKS[t], b, p) > 0 for t, b, p, r in zip(
+            ours["task"], ours["best_fixed_test"], ours["pipeline_test"], ours["failure"])]})
+
+
+def pipeline_targets(seeds, ours):
+    """One rule's rows against the pipeline targets: (task-seeds within tolerance of the hand
+    grid's best, task-seeds below the best fixed LR (refusals count), tasks at or above step
+    decay, tasks whose half-budget run reaches the best fixed LR; the last two on means over
+    seeds)."""
+    marks = seed_marks(ours)
+    within, below = int(marks["within"].sum()), int(marks["below"].sum())
     means = per_task_means(seeds, ours)
     above_decay = sum(shortfall(TASKS[t], row["step_decay_test"], row["pipeline_test"]) <= 0
                       for t, row in means.iterrows())
     half = sum(shortfall(TASKS[t], row["best_fixed_test"], row["half_test"]) <= 0
                for t, row in means.iterrows())
+    return within, below, above_decay, half
+
+
+def peak_factor_report(seeds, rules):
+    """Ours' peak against the `--peak-factors` candidates (the peak at c x ours' `max_lr`),
+    on the pipeline targets; then each task scored with the factor that did best on the
+    other tasks (most task-seeds within tolerance, then fewest below the best fixed LR, then
+    the factor nearest ours'), which says whether moving the peak generalizes."""
+    factors = {"ours": 1.0, **{name: float(name.removeprefix("ours_peak_x"))
+                               for name in rules["rule"].unique()
+                               if name.startswith("ours_peak_x")}}
+    if len(factors) < 2:
+        return "Run with `--peak-factors` (e.g. 1.5,2,3) to measure other places for the peak."
+    tasks = rules.loc[rules["rule"] == "ours", "task"].nunique()
+    table, scores = [], {}
+    for name, factor in sorted(factors.items(), key=lambda item: item[1]):
+        rows = rules[rules["rule"] == name]
+        within, below, above_decay, _ = pipeline_targets(seeds, rows)
+        table.append([f"{factor:g}x" + (" (ours)" if name == "ours" else ""),
+                      fraction(within, len(rows)), fraction(below, len(rows)),
+                      f"{above_decay}/{rows['task'].nunique()}"])
+        scores[factor] = seed_marks(rows)
+    text = md_table(["peak, x ours' max_lr", "within 0.5 pts / 5% of hand-grid best",
+                     "below the best fixed LR", "at or above step decay (tasks)"], table)
+    if tasks < 2:
+        return text
+    held_out, picks = 0, []
+
+    def fit(factor, task):  # the factor's record on the tasks other than `task`
+        rest = scores[factor][scores[factor]["task"] != task]
+        return rest["within"].sum(), -rest["below"].sum(), -abs(math.log(factor))
+
+    for task in rules.loc[rules["rule"] == "ours", "task"].unique():
+        factor = max(scores, key=lambda f: fit(f, task))
+        picks.append(factor)
+        held_out += int(scores[factor].loc[scores[factor]["task"] == task, "within"].sum())
+    total = int((rules["rule"] == "ours").sum())
+    return (text + f"\n\nLeaving each task out, the factor fitted on the other tasks is "
+            f"{', '.join(f'{f:g}x' for f in sorted(set(picks)))}; scored on the task left out, "
+            f"{fraction(held_out, total)} task-seeds within tolerance.")
+
+
+def checklist(name, seeds, rules):
+    """The targets for one of ours' rules, one line each."""
+    ours = rules[rules["rule"] == name].copy()
+    total, tasks = len(ours), ours["task"].nunique()
+    within, below, above_decay, half = pipeline_targets(seeds, ours)
     distance = ours["log10_distance"].abs()
     close, off = int((distance <= math.log10(2)).sum()), int((distance > 1).sum())
     off += int((ours["failure"] == "refused").sum())
@@ -1265,6 +1353,8 @@ def parse_args(argv=None):
     parser.add_argument("--sweep-range", help="start,end of the sweep (default 1e-7,10)")
     parser.add_argument("--eval-every", type=int, help="steps between validation passes (15)")
     parser.add_argument("--policy", choices=POLICIES, default="1cycle")
+    parser.add_argument("--peak-factors", default="",
+                        help="add rules with the peak at these multiples of ours' max_lr: 1.5,2")
     return parser.parse_args(argv)
 
 
@@ -1327,9 +1417,10 @@ def report(tasks, seeds, rules):
              "## Targets", *[checklist(name, seeds, rules) for name in TARGET_RULES
                              if name in set(rules["rule"])],
              "## The best a peak could do here", ceiling_report(seeds, rules),
+             "## Where should the peak sit?", peak_factor_report(seeds, rules),
              "## Is the single LR's factor fitted in-sample?", single_lr_factor_check(rules),
              "## Spread of ours' bounds over seeds", spread_report(rules),
-             "## Refusals", refusal_report(rules),
+             "## Refusals and warnings", refusal_report(rules),
              "## Range-test cost", cost_report(seeds), "## Per task"]
     parts += [task_report(task, seeds[seeds["task"] == task.name],
                           rules[rules["task"] == task.name]) for task in tasks]
@@ -1341,6 +1432,7 @@ def main(argv=None):
     settings, config = (QUICK if args.quick else Settings()), sweep_config(args)
     tasks = [TASKS[name] for name in args.tasks.split(",")]
     rules = [RULES[name] for name in args.rules.split(",")]
+    rules += [peak_rule(float(factor)) for factor in args.peak_factors.split(",") if factor]
     cache = Cache(args.cache or args.out / "cache")
     args.out.mkdir(parents=True, exist_ok=True)
     started, seed_rows, rule_rows, budgets = time.perf_counter(), [], [], {}

@@ -10,6 +10,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -73,8 +74,6 @@ def test_suggestions_smoke(capsys, tmp_path):
 
 
 def test_suggestion_rules_on_a_synthetic_sweep():
-    import numpy as np
-
     from keras_clr import RangeTestResult
 
     suggestions = benchmark("suggestions")
@@ -127,3 +126,55 @@ def test_ceiling_report_counts_the_hand_peak_against_the_baselines():
     assert "on 1/4 (25%) task-seeds" in text
     assert "step decay on 1/2 tasks" in text
     assert suggestions.ceiling_report(seeds, rules.assign(rule="other")) == "No hand grid was run."
+
+
+def test_peak_factor_report_scores_each_task_with_a_factor_fitted_elsewhere():
+    suggestions = benchmark("suggestions")
+    seeds = pd.DataFrame({"task": ["moons_mlp"] * 2 + ["digits_mlp"] * 2, "seed": [0, 1] * 2,
+                          "step_decay_test": 0.90})
+    # Ours is within tolerance on moons and above the fixed LR there, the 2x peak on digits.
+    rules = pd.DataFrame({
+        "rule": ["ours"] * 4 + ["ours_peak_x2"] * 4, "task": list(seeds["task"]) * 2,
+        "seed": list(seeds["seed"]) * 2, "best_fixed_test": 0.90, "half_test": 0.5,
+        "pipeline_test": [0.91, 0.91, 0.89, 0.89, 0.89, 0.89, 0.92, 0.92],
+        "within_tolerance": [True, True, False, False, False, False, True, True],
+        "failure": ""})
+    text = suggestions.peak_factor_report(seeds, rules)
+    assert "| 1x (ours) | 2/4 (50%) | 2/4 (50%) | 1/2 |" in text
+    assert "| 2x | 2/4 (50%) | 2/4 (50%) | 1/2 |" in text
+    # Fitted without moons the factor is 2x, which misses on moons; and the reverse.
+    assert "the factor fitted on the other tasks is 1x, 2x" in text
+    assert "0/4 (0%) task-seeds within tolerance" in text
+    only_ours = rules[rules["rule"] == "ours"]
+    assert "--peak-factors" in suggestions.peak_factor_report(seeds, only_ours)
+
+
+def test_peak_rule_moves_only_the_peak():
+    from keras_clr import RangeTestResult
+
+    suggestions = benchmark("suggestions")
+    lrs = np.geomspace(1e-7, 10.0, 100)
+    loss = 2.3 - 2.0 / (1 + (1e-2 / lrs) ** 2) + 50 * lrs**2
+    result = RangeTestResult(pd.DataFrame({"step": range(100), "learning_rate": lrs,
+                                           "loss": loss}), "exponential", 1e-7, 10.0)
+    ours, moved = (rule.suggest(result) for rule in (suggestions.RULES["ours"],
+                                                     suggestions.peak_rule(3)))
+    assert suggestions.peak_rule(3).name == "ours_peak_x3"
+    assert moved.lr == ours.lr
+    assert moved.max_lr == pytest.approx(3 * ours.max_lr)
+    assert moved.base_lr == pytest.approx(moved.max_lr / 25)
+
+
+def test_refusal_report_lists_refusals_and_ours_warnings():
+    suggestions = benchmark("suggestions")
+    rules = pd.DataFrame({
+        "task": ["moons_mlp", "digits_mlp", "digits_mlp"], "seed": 0,
+        "rule": ["ours", "ours", "fastai_valley"], "failure": ["", "refused", ""],
+        "stop_reason": "diverged", "refusal": [None, "no clear drop", None],
+        "regret": [12.5, np.nan, 0.0], "x_best": [0.08, np.nan, 1.0],
+        "warning": ["fell only 12%", None, None]})
+    text = suggestions.refusal_report(rules)
+    assert "| digits_mlp | 0 | ours | diverged | no clear drop |" in text
+    assert "| moons_mlp | 0 | +12.50 | 0.08 | fell only 12% |" in text
+    quiet = suggestions.refusal_report(rules.assign(warning=None, failure=""))
+    assert quiet == "No rule refused.\n\n`ours` gave no `ShallowCurveWarning`."
