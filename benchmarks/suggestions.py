@@ -1308,7 +1308,8 @@ def checklist(name, seeds, rules):
 
 def plot_task(task, seeds, rules, out):
     """Per seed: final validation score against the fixed LR, the hand grid's pipeline
-    peaks, and a line where each rule's single LR lands."""
+    peaks, and a line where each rule's single LR lands (not the `--peak-factors` rules':
+    theirs is ours')."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(4.5 * len(seeds), 3.8), layout="constrained")
@@ -1317,7 +1318,8 @@ def plot_task(task, seeds, rules, out):
         grid = seed_row["grid_val"]
         ax.plot(list(grid), [display(task, v) for v in grid.values()], "o-", color="black",
                 label="fixed LR")
-        here = rules[rules["seed"] == seed_row["seed"]]
+        here = rules[(rules["seed"] == seed_row["seed"])
+                     & ~rules["rule"].str.startswith("ours_peak_x")]
         plotted = set()
         for _, row in here.iterrows():
             if isinstance(row.get("hand_val"), dict) and row["div"] not in plotted:
