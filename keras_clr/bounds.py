@@ -180,18 +180,22 @@ def loss_bounds(lrs, loss, method="valley", metric="loss", window=None, log_scal
         )
     lrs, curve, noise = _prepare(lrs, loss, metric, window)
     lowest, start_level, drop = _lowest_point(lrs, curve, noise, metric)
-    _warn_if_shallow(lrs, curve, lowest, start_level, drop, metric)
     base = _first_at_least(-curve, -(start_level - START_FRACTION * drop))
+    top, top_lr = None, None
     if method == "minimum":
-        return _bounds(lrs, base, None, method, metric, top_lr=lrs[lowest] / 10.0)
-    if method == "valley":
-        return _bounds(lrs, base, base + (2 * (lowest - base)) // 3, method, metric)
-    if log_scale is None:
-        log_scale = _looks_geometric(lrs)
-    x = np.log(lrs) if log_scale else lrs
-    descent = slice(0, lowest + 1)
-    slope = np.gradient(curve[descent], x[descent]) if lowest > 1 else np.zeros(1)
-    return _bounds(lrs, base, int(np.argmin(slope)), method, metric)
+        top_lr = lrs[lowest] / 10.0
+    elif method == "valley":
+        top = base + (2 * (lowest - base)) // 3
+    else:
+        if log_scale is None:
+            log_scale = _looks_geometric(lrs)
+        x = np.log(lrs) if log_scale else lrs
+        descent = slice(0, lowest + 1)
+        slope = np.gradient(curve[descent], x[descent]) if lowest > 1 else np.zeros(1)
+        top = int(np.argmin(slope))
+    found = _bounds(lrs, base, top, method, metric, top_lr=top_lr)
+    _warn_if_shallow(lrs, curve, lowest, start_level, drop, metric)  # only with an answer
+    return found
 
 
 def suggest(lrs, values, method, metric, window=None, log_scale=None):

@@ -153,6 +153,14 @@ def test_a_shallow_fall_still_gives_bounds_with_a_warning_at_the_callers_line(me
     assert [w.filename for w in caught] == [__file__]  # the user's call, not keras_clr's
 
 
+def test_a_refused_shallow_curve_is_not_also_warned_about():
+    lrs = np.geomspace(1e-7, 1e-2, 300)  # ends before the lowest point
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning first would raise instead
+        with pytest.raises(ValueError, match="still falling"):
+            bounds.lowest_loss_bounds(lrs, shallow_loss(lrs))
+
+
 def test_the_warning_reaches_the_line_that_asked_a_range_test_result():
     import pandas as pd
 
