@@ -127,7 +127,7 @@ def lowest_loss_bounds(lrs, loss, metric="loss", window=None):
         (0.0425, 0.017, 0.0017)
     """
     lrs, curve, noise = _prepare(lrs, loss, metric, window, "lowest_loss")
-    lowest, start_level, drop = _lowest_point(lrs, curve, noise, metric)
+    lowest, start_level, drop = _lowest_point(curve, noise, metric)
     if lowest == len(curve) - 1:
         raise ValueError(
             f"The {metric!r} curve is still falling at the end of the sweep "
@@ -179,7 +179,7 @@ def loss_bounds(lrs, loss, method="valley", metric="loss", window=None, log_scal
             f"Received: method={method!r}"
         )
     lrs, curve, noise = _prepare(lrs, loss, metric, window)
-    lowest, start_level, drop = _lowest_point(lrs, curve, noise, metric)
+    lowest, start_level, drop = _lowest_point(curve, noise, metric)
     base = _first_at_least(-curve, -(start_level - START_FRACTION * drop))
     top, top_lr = None, None
     if method == "minimum":
@@ -207,7 +207,7 @@ def suggest(lrs, values, method, metric, window=None, log_scale=None):
     return loss_bounds(lrs, values, method, metric=metric, window=window, log_scale=log_scale)
 
 
-def _lowest_point(lrs, curve, noise, metric):
+def _lowest_point(curve, noise, metric):
     """The lowest point of a smoothed loss curve, the highest level before it and
     the drop between them; a drop within the noise is refused."""
     lowest = int(np.argmin(curve))
