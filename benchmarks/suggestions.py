@@ -1240,7 +1240,7 @@ def peak_factor_report(seeds, rules):
                                if name.startswith("ours_peak_x")}}
     if len(factors) < 2:
         return "Run with `--peak-factors` (e.g. 1.5,2,3) to measure other places for the peak."
-    tasks = rules.loc[rules["rule"] == "ours", "task"].nunique()
+    ours = rules[rules["rule"] == "ours"]
     table, scores = [], {}
     for name, factor in sorted(factors.items(), key=lambda item: item[1]):
         rows = rules[rules["rule"] == name]
@@ -1251,7 +1251,7 @@ def peak_factor_report(seeds, rules):
         scores[factor] = seed_marks(rows)
     text = md_table(["peak, x ours' max_lr", "within 0.5 pts / 5% of hand-grid best",
                      "below the best fixed LR", "at or above step decay (tasks)"], table)
-    if tasks < 2:
+    if ours["task"].nunique() < 2:
         return text
     held_out, picks = 0, []
 
@@ -1259,14 +1259,13 @@ def peak_factor_report(seeds, rules):
         rest = scores[factor][scores[factor]["task"] != task]
         return rest["within"].sum(), -rest["below"].sum(), -abs(math.log(factor))
 
-    for task in rules.loc[rules["rule"] == "ours", "task"].unique():
+    for task in ours["task"].unique():
         factor = max(scores, key=lambda f: fit(f, task))
         picks.append(factor)
         held_out += int(scores[factor].loc[scores[factor]["task"] == task, "within"].sum())
-    total = int((rules["rule"] == "ours").sum())
     return (text + f"\n\nLeaving each task out, the factor fitted on the other tasks is "
             f"{', '.join(f'{f:g}x' for f in sorted(set(picks)))}; scored on the task left out, "
-            f"{fraction(held_out, total)} task-seeds within tolerance.")
+            f"{fraction(held_out, len(ours))} task-seeds within tolerance.")
 
 
 def checklist(name, seeds, rules):
