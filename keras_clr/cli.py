@@ -190,7 +190,8 @@ def _add_range_test(commands):
     test.add_argument("--y", default="y", help="key of the targets in --data (default: y)")
     test.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
     sweep = test.add_argument_group("sweep")
-    sweep.add_argument("--start-lr", type=positive_float, default=1e-7, help="default: 1e-7")
+    sweep.add_argument("--start-lr", type=non_negative_float, default=1e-7,
+                       help="default: 1e-7; 0 only with --mode linear")
     sweep.add_argument("--end-lr", type=positive_float, default=10.0, help="default: 10")
     sweep.add_argument("--mode", default="exponential", choices=("exponential", "linear"),
                        metavar="MODE", help="exponential or linear (default: exponential)")
@@ -457,6 +458,9 @@ def range_test(args):
 
 
 def _check_sweep_options(args):
+    if args.start_lr == 0 and args.mode == "exponential":
+        raise UsageError("--start-lr 0 needs --mode linear: an exponential sweep multiplies "
+                         "the LR by the same factor each step, so it cannot start from 0")
     if not args.end_lr > args.start_lr:
         raise UsageError(f"--end-lr ({args.end_lr:g}) must exceed --start-lr "
                          f"({args.start_lr:g})")

@@ -241,12 +241,16 @@ def test_range_test_epochs_under_gradient_accumulation_sweep_the_whole_range(cap
     model.save(tmp_path / "accumulating.keras")
     status, out, err = run(capsys, *range_test_argv(
         saved, tmp_path / "out", **{"--model": tmp_path / "accumulating.keras"}),
-        "--epochs", "3", "--batch-size", "100", "--start-lr", "1e-3", "--end-lr", "1e-2")
-    # 3 epochs of 18 batches are 18 updates of 3 batches each: the sweep reaches end_lr.
+        "--epochs", "3", "--batch-size", "100", "--mode", "linear", "--start-lr", "0",
+        "--end-lr", "1e-2")
+    # 3 epochs of 18 batches are 18 updates of 3 batches each: the sweep reaches end_lr,
+    # linearly from 0 (which the library allows, so the CLI does too).
     # (Whether this short sweep yields bounds, exit 0 or 1, is not the point here.)
     assert status in (0, 1) and "18 of 18 steps, finished" in out + err, err
     table = pd.read_csv(tmp_path / "out" / "range_test.csv")
+    assert table["learning_rate"].iloc[0] == 0
     assert table["learning_rate"].iloc[-1] == pytest.approx(1e-2, rel=1e-5)
+    assert table["learning_rate"].iloc[3 * 9] == pytest.approx(1e-2 * 9 / 17, rel=1e-5)
 
 
 def test_range_test_without_bounds_exits_1_and_still_writes_its_outputs(capsys, saved,
@@ -318,7 +322,8 @@ BAD_RANGE_TESTS = [
     ({"--data": "halves.npz", "--x": "x", "--y": "y"}, "the labels (--y) run from -0.5 to 8.5"),
     ({"--data": "onebad.npz", "--x": "x", "--y": "y", "--val-split": "0.5"},
      "the labels (--y) run from 0 to 10"),  # checked on every row, held out or not
-    ({"--start-lr": "-1"}, "--start-lr: expected a number > 0, got '-1'"),
+    ({"--start-lr": "-1"}, "--start-lr: expected a number >= 0, got '-1'"),
+    ({"--start-lr": "0"}, "--start-lr 0 needs --mode linear: an exponential sweep"),
     ({"--end-lr": "1e-8"}, "--end-lr (1e-08) must exceed --start-lr"),
     ({"--mode": "cosine"}, "argument --mode: invalid choice: 'cosine'"),
     ({"--val-split": "1.5"}, "--val-split: expected a number between 0 and 1"),
