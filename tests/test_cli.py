@@ -232,8 +232,9 @@ def test_range_test_is_seeded_and_leaves_the_model_file_alone(capsys, saved, tmp
     assert digest(saved / "model.keras") == before
 
 
-def test_range_test_epochs_under_gradient_accumulation_sweep_the_whole_range(capsys, tmp_path,
-                                                                           saved):
+@pytest.mark.parametrize("mode, start_lr", [("exponential", 1e-4), ("linear", 0.0)])
+def test_range_test_epochs_under_gradient_accumulation_sweep_the_whole_range(
+        capsys, tmp_path, saved, mode, start_lr):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
     model.compile(keras.optimizers.SGD(0.01, gradient_accumulation_steps=3),
@@ -241,16 +242,17 @@ def test_range_test_epochs_under_gradient_accumulation_sweep_the_whole_range(cap
     model.save(tmp_path / "accumulating.keras")
     status, out, err = run(capsys, *range_test_argv(
         saved, tmp_path / "out", **{"--model": tmp_path / "accumulating.keras"}),
-        "--epochs", "3", "--batch-size", "100", "--mode", "linear", "--start-lr", "0",
+        "--epochs", "3", "--batch-size", "100", "--mode", mode, "--start-lr", str(start_lr),
         "--end-lr", "1e-2")
-    # 3 epochs of 18 batches are 18 updates of 3 batches each: the sweep reaches end_lr,
-    # linearly from 0 (which the library allows, so the CLI does too).
+    # 3 epochs of 18 batches are 18 updates of 3 batches each: the sweep reaches end_lr
+    # (linearly from 0 too, which the library allows, so the CLI does too).
     # (Whether this short sweep yields bounds, exit 0 or 1, is not the point here.)
     assert status in (0, 1) and "18 of 18 steps, finished" in out + err, err
-    table = pd.read_csv(tmp_path / "out" / "range_test.csv")
-    assert table["learning_rate"].iloc[0] == 0
-    assert table["learning_rate"].iloc[-1] == pytest.approx(1e-2, rel=1e-5)
-    assert table["learning_rate"].iloc[3 * 9] == pytest.approx(1e-2 * 9 / 17, rel=1e-5)
+    lrs = pd.read_csv(tmp_path / "out" / "range_test.csv")["learning_rate"]
+    ninth = start_lr * 100 ** (9 / 17) if mode == "exponential" else 1e-2 * 9 / 17
+    assert lrs.iloc[0] == pytest.approx(start_lr, rel=1e-6)  # 0 exactly, linear
+    assert lrs.iloc[3 * 9] == pytest.approx(ninth, rel=1e-5)  # the 10th update's 3 batches
+    assert lrs.iloc[-1] == pytest.approx(1e-2, rel=1e-5)
 
 
 def test_range_test_without_bounds_exits_1_and_still_writes_its_outputs(capsys, saved,
