@@ -1199,11 +1199,13 @@ def other_seeds_report(seeds, rules, rule="ours"):
         [marks(f"`{rule}`", ours), marks("the task's other seeds", oracle)]) + (
         f"\n\nThe oracle's peaks: {multiples} task-seeds (x this seed's best fixed LR)"
         + (f"; {left_out} task-seeds of `{rule}` left out (refused, or a task's only "
-           "answered seed)" if left_out else "") + ". Its single LR misses by the "
-        "seed-to-seed noise of the best fixed LR (one draw of the data split and the initial "
-        "weights against the others). Its peak is told this seed's best fixed LR, so its "
-        "pipeline misses understate that noise: no rule that reads only a sweep can be "
-        "expected to do better.")
+           "answered seed)" if left_out else "") + ". Its single LR misses by as much as "
+        "the best fixed LR moves from one draw of the data split and initial weights to "
+        "the others; its peak is told this seed's best fixed LR. It is not a ceiling: "
+        f"`{rule}` reads a sweep on this seed's own split and weights, which the oracle "
+        "never sees. But a target the oracle misses asks for more precision than this "
+        "suite's draws give: knowing the task's best LRs from its other seeds does not "
+        "meet it.")
 
 
 def cost_report(seeds):
