@@ -55,7 +55,7 @@ shortfalls are in accuracy points, or in percent of the reference loss for regre
 the tolerance is 0.5 points or 5%.
 
 Budgets are small (200-340 steps a run) so that the suite (about 45 runs per task and seed)
-fits in about half an hour on 2 CPU cores. At that size the 300-step range test is about one
+fits in about 40 minutes on 2 CPU cores. At that size the 300-step range test is about one
 run, so the targets on its cost (<= 2% of the grid) and on reaching the best fixed LR's
 score in half its steps, range test counted, are far harder here than at real budgets.
 
