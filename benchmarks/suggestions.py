@@ -958,6 +958,13 @@ def fraction(count, total):
     return f"{count}/{total} ({100 * count / total:.0f}%)" if total else "-"
 
 
+def landing_counts(log10_distance):
+    """(within 2x, more than 10x off) among single-LR distances to the best fixed LR, the
+    single-LR targets' two counts; a missing distance (a refusal) counts as neither."""
+    distance = pd.Series(log10_distance, dtype=float).abs()
+    return int((distance <= math.log10(2)).sum()), int((distance > 1).sum())
+
+
 def unit(task):
     return "MSE" if task.kind == "regression" else "acc"
 
@@ -1007,10 +1014,10 @@ def summary_report(rules):
     for name, group in rules.groupby("rule", sort=False):
         total = len(group)
         distance = group.get("log10_distance", pd.Series(dtype=float)).abs()
+        close, off = landing_counts(distance)
         failures = group["failure"]
         table.append([
-            name, total, fraction(int((distance <= math.log10(2)).sum()), total),
-            fraction(int((distance > 1).sum()), total),
+            name, total, fraction(close, total), fraction(off, total),
             f"{distance.median():.2f}" if distance.notna().any() else "-",
             fraction(int(group.get("within_tolerance", pd.Series(dtype=bool))
                          .fillna(False).astype(bool).sum()), total),
@@ -1110,8 +1117,8 @@ def single_lr_factor_check(rules, rule="ours"):
 
     def scored(label, log_factor):
         distance = (ratio - log_factor).abs()
-        return [label, fraction(int((distance <= math.log10(2)).sum()), total),
-                fraction(int((distance > 1).sum()), total), f"{distance.median():.2f}"]
+        close, off = landing_counts(distance)
+        return [label, fraction(close, total), fraction(off, total), f"{distance.median():.2f}"]
 
     held_out = ours["task"].map(
         {task: ratio[ours["task"] != task].mean() for task in ours["task"].unique()})
@@ -1175,7 +1182,7 @@ def other_seeds_report(seeds, rules, rule="ours"):
     seed-to-seed noise leaves to be won. The oracle reads the task-seeds of `rule` that have
     a hand grid (not refused), on tasks with at least 2 of them."""
     ours = rules[rules["rule"] == rule]
-    answered = ours[ours["hand_test"].notna()] if "hand_test" in ours else ours.iloc[:0]
+    answered = ours[ours["hand_test"].notna()]
     answered = answered.groupby("task").filter(lambda group: len(group) >= 2)
     if answered.empty:
         return "Needs at least 2 seeds of a task with ours' hand grid."
@@ -1183,9 +1190,8 @@ def other_seeds_report(seeds, rules, rule="ours"):
 
     def marks(label, frame):
         within, below, above_decay, _ = pipeline_targets(seeds, frame.assign(half_test=np.nan))
-        distance, total = frame["log10_distance"].abs(), len(frame)
-        return [label, fraction(int((distance <= math.log10(2)).sum()), total),
-                int((distance > 1).sum() + (frame["failure"] == "refused").sum()),
+        (close, off), total = landing_counts(frame["log10_distance"]), len(frame)
+        return [label, fraction(close, total), off + int((frame["failure"] == "refused").sum()),
                 fraction(within, total), fraction(below, total),
                 f"{above_decay}/{frame['task'].nunique()}"]
 
@@ -1256,8 +1262,8 @@ def distance_report(seeds):
             continue
         found = distances(seeds, suggest, sweep)
         distance, total = found.get("log10_distance", pd.Series(dtype=float)).abs(), len(found)
-        table.append([name, sweep, total, fraction(int((distance <= math.log10(2)).sum()), total),
-                      fraction(int((distance > 1).sum()), total),
+        close, off = landing_counts(distance)
+        table.append([name, sweep, total, fraction(close, total), fraction(off, total),
                       f"{distance.median():.2f}" if distance.notna().any() else "-",
                       int(found.get("refusal", pd.Series(dtype=str)).notna().sum())])
     return md_table(["rule", "sweep", "task-seeds", "within 2x of best fixed", "more than 10x off",
@@ -1341,12 +1347,11 @@ def checklist(name, seeds, rules):
     ours = rules[rules["rule"] == name].copy()
     total, tasks = len(ours), ours["task"].nunique()
     within, below, above_decay, half = pipeline_targets(seeds, ours)
-    distance = ours["log10_distance"].abs()
-    close, off = int((distance <= math.log10(2)).sum()), int((distance > 1).sum())
+    close, off = landing_counts(ours["log10_distance"])
     off += int((ours["failure"] == "refused").sum())
-    valley = rules[rules["rule"] == "fastai_valley"]["log10_distance"].abs()
-    valley_close = int((valley <= math.log10(2)).sum())
-    valley_off = int((valley > 1).sum() + valley.isna().sum())
+    valley = rules[rules["rule"] == "fastai_valley"]["log10_distance"]
+    valley_close, valley_off = landing_counts(valley)
+    valley_off += int(valley.isna().sum())
     cost = (seeds["sweep_val_steps" if RULES[name].sweep == "val" else "sweep_train_steps"]
             / seeds["grid_steps"]).max()
     return "\n".join([
