@@ -190,6 +190,17 @@ def test_peak_rule_moves_only_the_peak():
     assert moved.base_lr == pytest.approx(moved.max_lr / 25)
 
 
+def test_tasks_option_expands_groups_in_order_and_refuses_unknown_names():
+    suggestions = benchmark("suggestions")
+    assert not set(suggestions.SUITE) & set(suggestions.HOLDOUT)
+    names = [task.name for task in suggestions.parse_tasks("moons_mlp,holdout,moons_mlp")]
+    assert names == ["moons_mlp", *suggestions.HOLDOUT]
+    default = suggestions.parse_args([]).tasks
+    assert [task.name for task in suggestions.parse_tasks(default)] == list(suggestions.SUITE)
+    with pytest.raises(SystemExit, match="no task or group 'moon'"):
+        suggestions.parse_tasks("moon")
+
+
 def test_refusal_report_lists_refusals_and_ours_warnings():
     suggestions = benchmark("suggestions")
     rules = pd.DataFrame({
