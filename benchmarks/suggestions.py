@@ -1036,6 +1036,18 @@ def landing_counts(log10_distance):
     return int((distance <= math.log10(2)).sum()), int((distance > 1).sum())
 
 
+def fixed_within_tolerance(rules):
+    """Per rule row: did the fixed-LR run at the rule's single LR end within the tolerance
+    (0.5 points / 5% of the loss) of the best fixed LR's test score? A refusal: no."""
+
+    def close(row):
+        task = TASKS[row["task"]]
+        return (not pd.isna(row.get("fixed_test"))
+                and shortfall(task, row["best_fixed_test"], row["fixed_test"]) <= tolerance(task))
+
+    return rules.apply(close, axis=1).astype(bool) if len(rules) else pd.Series(dtype=bool)
+
+
 def unit(task):
     return "MSE" if task.kind == "regression" else "acc"
 
@@ -1090,12 +1102,14 @@ def summary_report(rules):
         table.append([
             name, total, fraction(close, total), fraction(off, total),
             f"{distance.median():.2f}" if distance.notna().any() else "-",
+            fraction(int(fixed_within_tolerance(group).sum()), total),
             fraction(int(group.get("within_tolerance", pd.Series(dtype=bool))
                          .fillna(False).astype(bool).sum()), total),
             int((failures == "refused").sum()),
             int(failures.isin(["diverged", "chance"]).sum()), int((failures == "far").sum())])
     return md_table(["rule", "task-seeds", "single LR within 2x of best fixed",
                      "more than 10x off", "median abs log10 distance",
+                     "fixed run at it within 0.5 pts / 5% of the best fixed LR's",
                      "pipeline within 0.5 pts / 5% of hand-grid best", "refused",
                      "diverged or at chance", "max_lr > 10x from best peak"], table)
 

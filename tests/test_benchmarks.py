@@ -201,6 +201,20 @@ def test_tasks_option_expands_groups_in_order_and_refuses_unknown_names():
         suggestions.parse_tasks("moon")
 
 
+def test_fixed_run_at_the_single_lr_is_judged_against_the_best_fixed_lr_in_task_units():
+    suggestions = benchmark("suggestions")
+    # Accuracy: 0.4 points short is within 0.5, 0.6 is not. Regression (scores are negated
+    # MSE): 4% above the best MSE is within 5%, 6% is not. A refusal has no fixed run.
+    rules = pd.DataFrame({
+        "task": ["moons_mlp", "moons_mlp", "friedman_mlp", "friedman_mlp", "moons_mlp"],
+        "best_fixed_test": [0.900, 0.900, -0.100, -0.100, 0.900],
+        "fixed_test": [0.896, 0.894, -0.104, -0.106, np.nan]})
+    assert suggestions.fixed_within_tolerance(rules).tolist() == [True, False, True, False,
+                                                                  False]
+    summary = suggestions.summary_report(rules.assign(rule="ours", failure=""))
+    assert "| ours | 5 | 0/5 (0%) | 0/5 (0%) | - | 2/5 (40%) | 0/5 (0%) |" in summary
+
+
 def test_refusal_report_lists_refusals_and_ours_warnings():
     suggestions = benchmark("suggestions")
     rules = pd.DataFrame({
