@@ -418,6 +418,12 @@ def tolerance(task):
     return TOLERANCE["regression" if task.kind == "regression" else "accuracy"]
 
 
+def within_tolerance(task, reference, score):
+    """Does `score` end within the task's tolerance (0.5 points / 5% of the loss) of
+    `reference`?"""
+    return shortfall(task, reference, score) <= tolerance(task)
+
+
 def display(task, score):
     """A score in the task's own units: accuracy, or MSE (positive)."""
     return -score if task.kind == "regression" else score
@@ -869,7 +875,8 @@ RULE_COLUMNS = [
     "task", "seed", "rule", "best_fixed_lr", "best_fixed_test", "sweep_steps", "stop_reason",
     "lr", "base_lr", "max_lr", "div", "detail", "x_best", "log10_distance", "fixed_test",
     "fixed_failed", "pipeline_test", "hand_best_multiple", "hand_best_test", "hand_val",
-    "hand_edge", "regret", "within_tolerance", "failure", "half_epochs", "half_steps",
+    "hand_edge", "regret", "within_tolerance", "fixed_within_tolerance", "failure",
+    "half_epochs", "half_steps",
     "half_test", "refusal", "warning", "hand_test",
 ]
 
@@ -931,7 +938,9 @@ def score_rule(trainer, rule, sweep, best_lr, best, settings):
         "fixed_failed": not fixed["finite"] or fixed["at_chance"],
         "pipeline_test": pipeline["test"], "hand_best_multiple": peak,
         "hand_best_test": hand[peak]["test"], "hand_edge": hand_edge, "regret": regret,
-        "within_tolerance": regret <= tolerance(task), "failure": failure,
+        "within_tolerance": regret <= tolerance(task),
+        "fixed_within_tolerance": within_tolerance(task, best["test"], fixed["test"]),
+        "failure": failure,
         "hand_val": {m: run["val"] for m, run in sorted(hand.items())},
         "hand_test": {m: run["test"] for m, run in sorted(hand.items())},
     })
@@ -1036,18 +1045,6 @@ def landing_counts(log10_distance):
     return int((distance <= math.log10(2)).sum()), int((distance > 1).sum())
 
 
-def fixed_within_tolerance(rules):
-    """Per rule row: did the fixed-LR run at the rule's single LR end within the tolerance
-    (0.5 points / 5% of the loss) of the best fixed LR's test score? A refusal: no."""
-
-    def close(row):
-        task = TASKS[row["task"]]
-        return (not pd.isna(row.get("fixed_test"))
-                and shortfall(task, row["best_fixed_test"], row["fixed_test"]) <= tolerance(task))
-
-    return rules.apply(close, axis=1).astype(bool) if len(rules) else pd.Series(dtype=bool)
-
-
 def unit(task):
     return "MSE" if task.kind == "regression" else "acc"
 
@@ -1093,6 +1090,10 @@ def task_report(task, seeds, rules):
 
 def summary_report(rules):
     """Per rule, over all task-seeds (a refusal counts as a miss everywhere)."""
+
+    def count(column):
+        return int(group.get(column, pd.Series(dtype=bool)).fillna(False).astype(bool).sum())
+
     table = []
     for name, group in rules.groupby("rule", sort=False):
         total = len(group)
@@ -1102,9 +1103,8 @@ def summary_report(rules):
         table.append([
             name, total, fraction(close, total), fraction(off, total),
             f"{distance.median():.2f}" if distance.notna().any() else "-",
-            fraction(int(fixed_within_tolerance(group).sum()), total),
-            fraction(int(group.get("within_tolerance", pd.Series(dtype=bool))
-                         .fillna(False).astype(bool).sum()), total),
+            fraction(count("fixed_within_tolerance"), total),
+            fraction(count("within_tolerance"), total),
             int((failures == "refused").sum()),
             int(failures.isin(["diverged", "chance"]).sum()), int((failures == "far").sum())])
     return md_table(["rule", "task-seeds", "single LR within 2x of best fixed",
@@ -1256,8 +1256,8 @@ def other_seeds_answer(rows):
                 "task": task, "seed": row["seed"], "multiple": multiple,
                 "log10_distance": math.log10(lr / row["best_fixed_lr"]),
                 "pipeline_test": score, "best_fixed_test": row["best_fixed_test"],
-                "within_tolerance": shortfall(TASKS[task], row["hand_best_test"], score)
-                <= tolerance(TASKS[task]), "failure": ""})
+                "within_tolerance": within_tolerance(TASKS[task], row["hand_best_test"], score),
+                "failure": ""})
     return pd.DataFrame(answers)
 
 
