@@ -9,10 +9,13 @@ import os
 import pathlib
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from keras_clr.bounds import lowest_loss_bounds
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -192,13 +195,33 @@ def test_peak_rule_moves_only_the_peak():
 
 def test_tasks_option_expands_groups_in_order_and_refuses_unknown_names():
     suggestions = benchmark("suggestions")
-    assert not set(suggestions.SUITE) & set(suggestions.HOLDOUT)
+    groups = [set(group) for group in suggestions.TASK_GROUPS.values()]
+    assert sum(map(len, groups)) == len(set().union(*groups)) == len(suggestions.TASKS)
     names = [task.name for task in suggestions.parse_tasks("moons_mlp,holdout,moons_mlp")]
     assert names == ["moons_mlp", *suggestions.HOLDOUT]
+    names = [task.name for task in suggestions.parse_tasks("holdout2")]
+    assert names == list(suggestions.HOLDOUT2) and len(names) == 5
     default = suggestions.parse_args([]).tasks
     assert [task.name for task in suggestions.parse_tasks(default)] == list(suggestions.SUITE)
     with pytest.raises(SystemExit, match="no task or group 'moon'"):
         suggestions.parse_tasks("moon")
+
+
+def test_floor_centre_moves_max_lr_to_the_middle_of_a_flat_floor():
+    suggestions = benchmark("suggestions")
+    # The loss falls from 2 to 1 over 100 steps, lies flat on that floor for 100 more (its
+    # lowest point at step 190, near the floor's far end), then climbs back. The default
+    # rule's max_lr sits near the far end; the floor (within 5% of the fall, after the
+    # default's smoothing over 31 points) spans about steps 95 to 192, so the floor's
+    # centre lies near step 143, and the single LR 2.5x below it.
+    lrs = np.geomspace(1e-5, 1.0, 300)
+    loss = np.concatenate([np.linspace(2.0, 1.0, 100), np.full(100, 1.0),
+                           np.linspace(1.2, 3.0, 100)])
+    loss[190] = 0.99
+    result = types.SimpleNamespace(history=pd.DataFrame({"learning_rate": lrs, "loss": loss}))
+    centre = suggestions.floor_centre(result) * suggestions.LR_BELOW_PEAK
+    assert lrs[135] < centre < lrs[150]
+    assert lowest_loss_bounds(lrs, loss).max_lr >= lrs[175]
 
 
 def test_fixed_run_at_the_single_lr_is_judged_against_the_best_fixed_lr_in_task_units():
