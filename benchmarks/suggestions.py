@@ -1181,7 +1181,7 @@ def summary_report(rules):
     """Per rule, over all task-seeds (a refusal counts as a miss everywhere)."""
 
     def count(column):
-        return int(group.get(column, pd.Series(dtype=bool)).fillna(False).astype(bool).sum())
+        return int(group.get(column, pd.Series(dtype=bool)).eq(True).sum())
 
     table = []
     for name, group in rules.groupby("rule", sort=False):
@@ -1458,7 +1458,7 @@ def seed_marks(ours):
     """Per row of one rule: `within` tolerance of the hand grid's best, and `below` the best
     fixed LR's final score (a refusal is below)."""
     return pd.DataFrame({
-        "task": ours["task"], "within": ours["within_tolerance"].fillna(False).astype(bool),
+        "task": ours["task"], "within": ours["within_tolerance"].eq(True),
         "below": [r == "refused" or shortfall(TASKS[t], b, p) > 0 for t, b, p, r in zip(
             ours["task"], ours["best_fixed_test"], ours["pipeline_test"], ours["failure"])]})
 
