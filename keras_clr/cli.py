@@ -449,9 +449,10 @@ def range_test(args):
     model = _load_model(args.model)
     _check_class_labels(model, labels)
     if args.epochs is not None:  # --epochs counts batches; the sweep counts updates
-        from keras_clr._optimizer import accumulation_steps, inner_optimizer
+        from keras_clr._optimizer import inner_optimizer
+        from keras_clr.range_test import sweep_updates
 
-        num_steps = max(2, num_steps // accumulation_steps(inner_optimizer(model)))
+        num_steps = sweep_updates(num_steps, inner_optimizer(model))
     _check_metric(args.metric, _recorded_metrics(model, x, y, args.batch_size), validation)
     sweep = _sweep_arguments(args, num_steps, validation)
     return _run_range_test(args, model, x, y, sweep)

@@ -335,6 +335,18 @@ def _is_accuracy(metric):
     return any(name == known or name.endswith("_" + known) for known in ACCURACY_METRICS)
 
 
+def sweep_updates(batches, optimizer):
+    """How many updates `batches` batches apply (under gradient accumulation, one
+    per `gradient_accumulation_steps` batches): the length of a sweep over them,
+    at least 2.
+
+    Examples:
+        >>> sweep_updates(100, keras.optimizers.SGD(gradient_accumulation_steps=4))
+        25
+    """
+    return max(2, batches // accumulation_steps(optimizer))
+
+
 class RangeTestCallback(keras.callbacks.Callback):
     """Sweeps the learning rate during `fit` and records per-batch curves.
 
@@ -444,7 +456,7 @@ class RangeTestCallback(keras.callbacks.Callback):
                     "(the data has no length): pass `num_steps`. Received: "
                     f"steps={steps!r}, num_steps=None"
                 )
-            num_steps = max(2, steps * epochs // self._accumulation)
+            num_steps = sweep_updates(steps * epochs, optimizer)
         self._lrs = sweep_learning_rates(self.start_lr, self.end_lr, num_steps, self.mode)
         self._num_steps, self._stop_reason = num_steps, "fit ended"
         self._first_step = current_step(self.model)
