@@ -1074,8 +1074,7 @@ def floor_centre(result, share=0.05):
     the loss stays within `share` of its fall (from the highest point before it) of the
     minimum. A lead from the first holdout, where a flat floor put the lowest point at its
     far end (mnist1d_conv_bn, seed 0)."""
-    history = result.history
-    lrs, loss = history["learning_rate"].to_numpy(), history["loss"].to_numpy()
+    lrs, loss = result.curve("loss")
     finite = np.isfinite(loss)
     lrs, loss = lrs[finite], loss[finite]
     curve = smooth(loss, rule_window("lowest_loss", len(loss)))

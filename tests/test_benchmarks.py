@@ -9,12 +9,12 @@ import os
 import pathlib
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from keras_clr import RangeTestResult
 from keras_clr.bounds import lowest_loss_bounds
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
@@ -218,7 +218,8 @@ def test_floor_centre_moves_max_lr_to_the_middle_of_a_flat_floor():
     loss = np.concatenate([np.linspace(2.0, 1.0, 100), np.full(100, 1.0),
                            np.linspace(1.2, 3.0, 100)])
     loss[190] = 0.99
-    result = types.SimpleNamespace(history=pd.DataFrame({"learning_rate": lrs, "loss": loss}))
+    history = pd.DataFrame({"step": np.arange(300), "learning_rate": lrs, "loss": loss})
+    result = RangeTestResult(history, "exponential", 1e-5, 1.0, 300, "finished")
     centre = suggestions.floor_centre(result) * suggestions.LR_BELOW_PEAK
     assert lrs[135] < centre < lrs[150]
     assert lowest_loss_bounds(lrs, loss).max_lr >= lrs[175]
