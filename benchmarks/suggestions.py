@@ -3,7 +3,7 @@
     python benchmarks/suggestions.py [--tasks suite|holdout|holdout2|digits_mlp,...] [--seeds 3]
         [--rules ours,fastai_valley] [--out out/suggestions] [--cache DIR] [--quick]
         [--sweep-steps 300] [--sweep-range 1e-7,10] [--eval-every 15] [--policy 1cycle]
-        [--peak-factors 1.5,2,3]
+        [--peak-factors 1.5,2,3] [--base-divisors 4,10]
 
 The promise under test: one short LR range test replaces a grid search. For each task of a
 suite that varies what changes LR behaviour (MLP, BatchNorm, Conv1D, GRU, attention; SGD with
@@ -45,6 +45,8 @@ regression losses) and each seed (the seed changes the data split and the initia
    (`single_lr_factor_check`: is the library's constant an in-sample fit?). With
    `--peak-factors`, rules `ours_peak_x<c>` move the pipeline's peak to c x ours' `max_lr`
    (`peak_factor_report`: would a peak above the lowest loss do better, leaving each task out?).
+   With `--base-divisors`, rules `ours_base_div<d>` start the cycle at ours' `max_lr / d`
+   instead of `/ 25`, each with its own hand grid (`base_report`: does the base matter?).
 
 Selection (the best fixed LR, the hand grid's best peak) reads the final validation score;
 every reported score is the test split's, so selection noise is not counted as skill. Scores
@@ -863,6 +865,18 @@ def peak_rule(factor):
     return Rule(f"ours_peak_x{factor:g}", "val", suggest)
 
 
+def base_rule(divisor):
+    """Ours with the cycle's base at `max_lr / divisor` (the library's is 25; the same peak
+    and single LR): a candidate base, added by `--base-divisors`."""
+
+    def suggest(result):
+        bounds = result.suggest_bounds()
+        return Suggestion(bounds.lr, bounds.max_lr, bounds.max_lr / divisor,
+                          f"base at max_lr / {divisor:g}")
+
+    return Rule(f"ours_base_div{divisor:g}", "val", suggest)
+
+
 SWEEPS = ("val", "train")  # with validation data, without
 TARGET_RULES = ("ours", "ours_noval")  # the library's default; half-budget runs and checks
 
@@ -1480,16 +1494,12 @@ def pipeline_targets(seeds, ours):
 def peak_factor_report(seeds, rules):
     """Ours' peak against the `--peak-factors` candidates (the peak at c x ours' `max_lr`),
     on the pipeline targets; then each task scored with the factor that did best on the
-    other tasks (most task-seeds within tolerance, then fewest below the best fixed LR, then
-    the factor nearest ours'), which says whether moving the peak generalizes."""
-    factors = {"ours": 1.0, **{name: float(name.removeprefix("ours_peak_x"))
-                               for name in rules["rule"].unique()
-                               if name.startswith("ours_peak_x")}}
+    other tasks, which says whether moving the peak generalizes."""
+    factors = candidates(rules, "ours_peak_x", 1.0)
     if len(factors) < 2:
         return "Run with `--peak-factors` (e.g. 1.5,2,3) to measure other places for the peak."
-    ours = rules[rules["rule"] == "ours"]
     table, scores = [], {}
-    for name, factor in sorted(factors.items(), key=lambda item: item[1]):
+    for name, factor in factors.items():
         rows = rules[rules["rule"] == name]
         within, below, above_decay, _ = pipeline_targets(seeds, rows)
         table.append([f"{factor:g}x" + (" (ours)" if name == "ours" else ""),
@@ -1498,21 +1508,72 @@ def peak_factor_report(seeds, rules):
         scores[factor] = seed_marks(rows)
     text = md_table(["peak, x ours' max_lr", "within 0.5 pts / 5% of hand-grid best",
                      "below the best fixed LR", "at or above step decay (tasks)"], table)
-    if ours["task"].nunique() < 2:
-        return text
+    return text + held_out_note(scores, 1.0, "factor", "{:g}x")
+
+
+def base_report(seeds, rules):
+    """Ours' base (`max_lr / 25`) against the `--base-divisors` candidates (`max_lr / d`, the
+    same peak). Each base has its own hand grid of peaks, so beside the usual targets the
+    table scores every base's pipeline against the default base's hand-grid best (one bar for
+    all), and says whether the hand grid's own best moves with the base: does the base matter
+    once the peak is tuned? Then each task scored with the divisor that did best on the other
+    tasks against that common bar."""
+    divisors = candidates(rules, "ours_base_div", BASE_BELOW_PEAK)
+    if len(divisors) < 2:
+        return "Run with `--base-divisors` (e.g. 4,10) to measure other bases for the cycle."
+    reference = rules[rules["rule"] == "ours"].set_index(["task", "seed"])["hand_best_test"]
+    table, scores = [], {}
+    for name, divisor in divisors.items():
+        rows = rules[rules["rule"] == name]
+        within, below, above_decay, _ = pipeline_targets(seeds, rows)
+        bar = reference.reindex(pd.MultiIndex.from_frame(rows[["task", "seed"]])).to_numpy()
+        marks = seed_marks(rows).assign(within=[
+            within_tolerance(TASKS[t], r, p) for t, r, p in
+            zip(rows["task"], bar, rows["pipeline_test"])])  # NaN (refused): False
+        hand_change = [-shortfall(TASKS[t], r, h) for t, r, h in
+                       zip(rows["task"], bar, rows["hand_best_test"])]
+        better = sum(change > tolerance(TASKS[t]) for t, change in zip(rows["task"], hand_change))
+        worse = sum(change < -tolerance(TASKS[t]) for t, change in zip(rows["task"], hand_change))
+        table.append([f"max_lr / {divisor:g}" + (" (ours)" if name == "ours" else ""),
+                      fraction(within, len(rows)), fraction(int(marks["within"].sum()), len(rows)),
+                      fraction(below, len(rows)), f"{above_decay}/{rows['task'].nunique()}",
+                      f"{better} / {worse}"])
+        scores[divisor] = marks
+    text = md_table(["base", "within tolerance of its own hand grid's best",
+                     f"within tolerance of the max_lr / {BASE_BELOW_PEAK:g} hand grid's best",
+                     "below the best fixed LR", "at or above step decay (tasks)",
+                     "its hand grid's best above / below that bar, beyond tolerance"], table)
+    return text + held_out_note(scores, BASE_BELOW_PEAK, "divisor", "{:g}")
+
+
+def candidates(rules, prefix, ours_value):
+    """{rule name: value} for ours and the rules named `prefix<value>`, sorted by value."""
+    found = {"ours": ours_value, **{name: float(name.removeprefix(prefix))
+                                    for name in rules["rule"].unique()
+                                    if name.startswith(prefix)}}
+    return dict(sorted(found.items(), key=lambda item: item[1]))
+
+
+def held_out_note(scores, default, noun, form):
+    """Each task scored with the candidate that did best on the other tasks (most task-seeds
+    `within`, then fewest `below`, then the nearest to the `default`); `scores` maps each
+    candidate value to its `seed_marks`-like frame."""
+    tasks = scores[default]["task"].unique()
+    if len(tasks) < 2:
+        return ""
     held_out, picks = 0, []
 
-    def fit(factor, task):  # the factor's record on the tasks other than `task`
-        rest = scores[factor][scores[factor]["task"] != task]
-        return rest["within"].sum(), -rest["below"].sum(), -abs(math.log(factor))
+    def fit(value, task):  # the candidate's record on the tasks other than `task`
+        rest = scores[value][scores[value]["task"] != task]
+        return rest["within"].sum(), -rest["below"].sum(), -abs(math.log(value / default))
 
-    for task in ours["task"].unique():
-        factor = max(scores, key=lambda f: fit(f, task))
-        picks.append(factor)
-        held_out += int(scores[factor].loc[scores[factor]["task"] == task, "within"].sum())
-    return (text + f"\n\nLeaving each task out, the factor fitted on the other tasks is "
-            f"{', '.join(f'{f:g}x' for f in sorted(set(picks)))}; scored on the task left out, "
-            f"{fraction(held_out, len(ours))} task-seeds within tolerance.")
+    for task in tasks:
+        value = max(scores, key=lambda v: fit(v, task))
+        picks.append(value)
+        held_out += int(scores[value].loc[scores[value]["task"] == task, "within"].sum())
+    return (f"\n\nLeaving each task out, the {noun} fitted on the other tasks is "
+            f"{', '.join(form.format(v) for v in sorted(set(picks)))}; scored on the task left "
+            f"out, {fraction(held_out, len(scores[default]))} task-seeds within tolerance.")
 
 
 def checklist(name, seeds, rules):
@@ -1564,7 +1625,7 @@ def plot_task(task, seeds, rules, out):
         ax.plot(list(grid), [display(task, v) for v in grid.values()], "o-", color="black",
                 label="fixed LR")
         here = rules[(rules["seed"] == seed_row["seed"])
-                     & ~rules["rule"].str.startswith("ours_peak_x")]
+                     & ~rules["rule"].str.match("ours_peak_x|ours_base_div")]
         plotted = set()
         for _, row in here.iterrows():
             if isinstance(row.get("hand_val"), dict) and row["div"] not in plotted:
@@ -1603,6 +1664,8 @@ def parse_args(argv=None):
     parser.add_argument("--policy", choices=POLICIES, default="1cycle")
     parser.add_argument("--peak-factors", default="",
                         help="add rules with the peak at these multiples of ours' max_lr: 1.5,2")
+    parser.add_argument("--base-divisors", default="",
+                        help="add rules with the base at ours' max_lr over these: 4,10")
     return parser.parse_args(argv)
 
 
@@ -1679,6 +1742,7 @@ def report(tasks, seeds, rules):
              "## The best a peak could do here", ceiling_report(seeds, rules),
              "## What seed noise leaves of the targets", other_seeds_report(seeds, rules),
              "## Where should the peak sit?", peak_factor_report(seeds, rules),
+             "## Where should the base sit?", base_report(seeds, rules),
              "## Is the single LR's factor fitted in-sample?", single_lr_factor_check(rules),
              "## Spread of ours' bounds over seeds", spread_report(rules),
              "## Refusals and warnings", refusal_report(rules),
@@ -1694,6 +1758,7 @@ def main(argv=None):
     tasks = parse_tasks(args.tasks)
     rules = [RULES[name] for name in args.rules.split(",")]
     rules += [peak_rule(float(factor)) for factor in args.peak_factors.split(",") if factor]
+    rules += [base_rule(float(divisor)) for divisor in args.base_divisors.split(",") if divisor]
     cache = Cache(args.cache or args.out / "cache")
     args.out.mkdir(parents=True, exist_ok=True)
     started, seed_rows, rule_rows, budgets = time.perf_counter(), [], [], {}
