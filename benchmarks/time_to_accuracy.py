@@ -1,6 +1,7 @@
 """Time to accuracy: fixed LR, step decay and keras-clr policies, same budget.
 
     python benchmarks/time_to_accuracy.py [--tasks mnist1d,digits] [--seeds 5] [--out DIR]
+        [--base-divisors 4]
 
 The paper's Table 1 in miniature. For each task, optimizer (Adam; SGD with
 momentum 0.9) and seed:
@@ -18,6 +19,10 @@ momentum 0.9) and seed:
   (Adam) cycled inversely to the LR, 0.95 at the LR's trough and 0.85 at its
   peak (Smith 2018, "A disciplined approach...": the cyclical policies as
   well as 1cycle).
+  With `--base-divisors d,...`, every policy also trains from `base_lr =
+  max_lr / d` (rows "<policy>, max_lr/d"; same peak and sweep), to measure
+  where the cycle's lower bound belongs (Smith 2017 puts it at 1/3 to 1/4 of
+  `max_lr` for the triangular policies; the library's is 1/25).
 Test accuracy is measured at every epoch end (as Keras' validation pass on
 the test split; the validation split is only read to pick the fixed LR).
 "steps to target" is the first epoch end whose test accuracy reaches the best
@@ -110,7 +115,7 @@ def train(model, data, task, callbacks=()):
             "test": np.array(history.history["val_accuracy"]), "seconds": seconds}
 
 
-def run(task, optimizer_name, seed, log):
+def run(task, optimizer_name, seed, log, divisors=()):
     data = load(task.name, seed)
     steps_per_epoch = -(-len(data[0][0]) // task.batch_size)
     budget = task.epochs * steps_per_epoch
@@ -136,25 +141,28 @@ def run(task, optimizer_name, seed, log):
     cycles = max(1, round(task.epochs / (2 * HALF_CYCLE_EPOCHS)))
     step_size = max(1, budget // (2 * cycles))  # the budget ends at a cycle end
     low_momentum, high_momentum = MOMENTA
-    for policy in policies:
-        if policy == "1cycle":
-            schedule = OneCycle(bounds.max_lr, budget, div_factor=bounds.max_lr / bounds.base_lr)
-        else:
-            gamma = 0.1 ** (1 / budget) if policy == "exp_range" else 1.0  # amplitude /10
-            schedule = CyclicalLearningRate(bounds.base_lr, bounds.max_lr, step_size, policy,
-                                            gamma)
-        callback = CyclicLR(schedule, base_momentum=low_momentum, max_momentum=high_momentum)
-        model = build(task.name, optimizer_name, float(schedule.values(0)), seed, high_momentum)
-        runs[policy] = dict(train(model, data, task, [callback]), tuning=cost,
-                            setting=f"{bounds.base_lr:.3g}-{bounds.max_lr:.3g}")
+    for divisor in (None, *divisors):
+        base_lr = bounds.base_lr if divisor is None else bounds.max_lr / divisor
+        for policy in policies:
+            if policy == "1cycle":
+                schedule = OneCycle(bounds.max_lr, budget, div_factor=bounds.max_lr / base_lr)
+            else:
+                gamma = 0.1 ** (1 / budget) if policy == "exp_range" else 1.0  # amplitude /10
+                schedule = CyclicalLearningRate(base_lr, bounds.max_lr, step_size, policy, gamma)
+            callback = CyclicLR(schedule, base_momentum=low_momentum, max_momentum=high_momentum)
+            model = build(task.name, optimizer_name, float(schedule.values(0)), seed,
+                          high_momentum)
+            name = policy if divisor is None else f"{policy}, max_lr/{divisor:g}"
+            runs[name] = dict(train(model, data, task, [callback]), tuning=cost, clr=True,
+                              setting=f"{base_lr:.3g}-{bounds.max_lr:.3g}")
     target = runs["fixed"]["test"][-1]
     rows = []
     for policy, result in runs.items():
         reached = np.nonzero(result["test"] >= target - 1e-9)[0]
-        extra = cost if policy in CLR_POLICIES else 0
+        clr = result.get("clr", False)
         rows.append({"task": task.name, "optimizer": optimizer_name, "seed": seed,
-                     "policy": policy, "setting": result["setting"],
-                     "steps_to_target": (reached[0] + 1) * steps_per_epoch + extra
+                     "policy": policy, "keras_clr": clr, "setting": result["setting"],
+                     "steps_to_target": (reached[0] + 1) * steps_per_epoch + clr * cost
                      if len(reached) else np.nan,
                      "final_test": result["test"][-1], "best_test": result["test"].max(),
                      "seconds": result["seconds"], "tuning_steps": result["tuning"],
@@ -205,7 +213,7 @@ def check_targets(frame):
         mean = by_policy[["steps_to_target", "final_test", "tuning_steps"]].mean()
         reached = by_policy["steps_to_target"].count()
         fixed_steps = mean.loc["fixed", "steps_to_target"]  # to reach its own final accuracy
-        clr = mean.loc[[p for p in CLR_POLICIES if p in mean.index]]
+        clr = mean.loc[group.loc[group["keras_clr"], "policy"].unique()]
         if clr.empty:
             lines.append(f"- {task}/{optimizer}: no range test gave bounds")
             continue
@@ -251,7 +259,10 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, help="override every task's budget (smoke runs)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/bench"))
+    parser.add_argument("--base-divisors", default="",
+                        help="also train every policy from max_lr / d, for each d: 4,10")
     args = parser.parse_args(argv)
+    divisors = [float(d) for d in args.base_divisors.split(",") if d]
     args.out.mkdir(parents=True, exist_ok=True)
     rows, sweeps, started = [], {}, time.perf_counter()
     for name in args.tasks.split(","):
@@ -260,7 +271,7 @@ def main(argv=None):
             task = dataclasses.replace(task, epochs=args.epochs)
         for optimizer_name in args.optimizers.split(","):
             for seed in range(args.seeds):
-                new_rows, sweep = run(task, optimizer_name, seed, log=print)
+                new_rows, sweep = run(task, optimizer_name, seed, log=print, divisors=divisors)
                 rows += new_rows
                 sweeps.setdefault((name, optimizer_name), sweep)
     frame = pd.DataFrame(rows)

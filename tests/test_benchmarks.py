@@ -7,6 +7,7 @@ runs (docs/benchmarks.md gives the commands).
 import importlib.util
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -53,11 +54,19 @@ def test_overhead_smoke():
 @pytest.mark.backends("tensorflow")
 def test_time_to_accuracy_smoke(capsys, tmp_path):
     out = run_main(capsys, "time_to_accuracy", "--tasks", "digits", "--optimizers", "sgd",
-                   "--seeds", "1", "--epochs", "1", "--out", tmp_path)
+                   "--seeds", "1", "--epochs", "1", "--base-divisors", "4", "--out", tmp_path)
     assert "**digits, sgd**" in out and "Targets:" in out
-    frame = pd.read_csv(tmp_path / "time_to_accuracy.csv")
-    assert set(frame["policy"]) == {"fixed", "step decay", "triangular", "triangular2",
-                                    "exp_range", "1cycle"}
+    frame = pd.read_csv(tmp_path / "time_to_accuracy.csv").set_index("policy")
+    policies = ["triangular", "triangular2", "exp_range", "1cycle"]
+    variants = [f"{policy}, max_lr/4" for policy in policies]
+    assert set(frame.index) == {"fixed", "step decay", *policies, *variants}
+    assert frame.loc[[*policies, *variants], "keras_clr"].all()
+    assert not frame.loc[["fixed", "step decay"], "keras_clr"].any()
+    (base, top), (base4, top4) = (  # "base-max", each "%.3g" (maybe "1e-05")
+        map(float, re.findall(r"[\d.]+(?:e[-+]\d+)?", frame.loc[name, "setting"]))
+        for name in ("triangular", "triangular, max_lr/4"))
+    assert top4 == top and base == pytest.approx(top / 25, rel=0.01)
+    assert base4 == pytest.approx(top / 4, rel=0.01)
     assert (tmp_path / "tta_digits_sgd.png").exists()
 
 
