@@ -20,7 +20,7 @@ momentum 0.9) and seed:
   peak (Smith 2018, "A disciplined approach...": the cyclical policies as
   well as 1cycle).
   With `--base-divisors d,...`, every policy also trains from `base_lr =
-  max_lr / d` (rows "<policy>, max_lr/d"; same peak and sweep), to measure
+  max_lr / d` (rows "<policy> (max_lr/d)"; same peak and sweep), to measure
   where the cycle's lower bound belongs (Smith 2017 puts it at 1/3 to 1/4 of
   `max_lr` for the triangular policies; the library's is 1/25).
 Test accuracy is measured at every epoch end (as Keras' validation pass on
@@ -135,15 +135,14 @@ def run(task, optimizer_name, seed, log, divisors=()):
         bounds = sweep.suggest_bounds()
     except ValueError as error:  # reported, not hidden: this seed has no keras-clr rows
         log(f"  {task.name}/{optimizer_name}/seed {seed}: range test gave no bounds: {error}")
-        bounds, policies = None, ()
+        bounds, bases = None, ()
     else:
-        policies = CLR_POLICIES
+        bases = [(None, bounds.base_lr), *((d, bounds.max_lr / d) for d in divisors)]
     cycles = max(1, round(task.epochs / (2 * HALF_CYCLE_EPOCHS)))
     step_size = max(1, budget // (2 * cycles))  # the budget ends at a cycle end
     low_momentum, high_momentum = MOMENTA
-    for divisor in (None, *divisors):
-        base_lr = bounds.base_lr if divisor is None else bounds.max_lr / divisor
-        for policy in policies:
+    for divisor, base_lr in bases:
+        for policy in CLR_POLICIES:
             if policy == "1cycle":
                 schedule = OneCycle(bounds.max_lr, budget, div_factor=bounds.max_lr / base_lr)
             else:
@@ -152,7 +151,7 @@ def run(task, optimizer_name, seed, log, divisors=()):
             callback = CyclicLR(schedule, base_momentum=low_momentum, max_momentum=high_momentum)
             model = build(task.name, optimizer_name, float(schedule.values(0)), seed,
                           high_momentum)
-            name = policy if divisor is None else f"{policy}, max_lr/{divisor:g}"
+            name = policy if divisor is None else f"{policy} (max_lr/{divisor:g})"
             runs[name] = dict(train(model, data, task, [callback]), tuning=cost, clr=True,
                               setting=f"{base_lr:.3g}-{bounds.max_lr:.3g}")
     target = runs["fixed"]["test"][-1]
@@ -263,6 +262,9 @@ def main(argv=None):
                         help="also train every policy from max_lr / d, for each d: 4,10")
     args = parser.parse_args(argv)
     divisors = [float(d) for d in args.base_divisors.split(",") if d]
+    if any(d <= 1 for d in divisors):
+        parser.error(f"--base-divisors: each must be > 1 (a base below the peak); "
+                     f"got {args.base_divisors}")
     args.out.mkdir(parents=True, exist_ok=True)
     rows, sweeps, started = [], {}, time.perf_counter()
     for name in args.tasks.split(","):
