@@ -1547,11 +1547,15 @@ def base_report(seeds, rules):
 
 
 def candidates(rules, prefix, ours_value):
-    """{rule name: value} for ours and the rules named `prefix<value>`, sorted by value."""
-    found = {"ours": ours_value, **{name: float(name.removeprefix(prefix))
-                                    for name in rules["rule"].unique()
-                                    if name.startswith(prefix)}}
-    return dict(sorted(found.items(), key=lambda item: item[1]))
+    """{rule name: value} for ours and the rules named `prefix<value>`, sorted by value; a
+    candidate at ours' own value is ours again and left out. Empty without ours' rows (the
+    reports then say how to run them)."""
+    names = rules["rule"].unique()
+    if "ours" not in names:
+        return {}
+    found = {name: float(name.removeprefix(prefix)) for name in names if name.startswith(prefix)}
+    found = {name: value for name, value in found.items() if value != ours_value}
+    return dict(sorted({"ours": ours_value, **found}.items(), key=lambda item: item[1]))
 
 
 def held_out_note(scores, default, noun, form):
