@@ -236,10 +236,13 @@ def plot(frame, sweeps, out):
     for (task, optimizer), group in frame.groupby(["task", "optimizer"], sort=False):
         figure = Figure(figsize=(7, 4), layout="constrained")
         ax = figure.subplots()
+        colours = {}  # a "<policy> (max_lr/d)" row: its policy's colour, dashed
         for policy, rows in group.groupby("policy", sort=False):
             curves = np.array(rows["curve"].tolist())
             steps = rows["steps_per_epoch"].iloc[0] * np.arange(1, curves.shape[1] + 1)
-            ax.plot(steps, curves.mean(axis=0), label=policy)
+            family = policy.split(" (")[0]
+            ax.plot(steps, curves.mean(axis=0), "-" if family == policy else "--",
+                    color=colours.setdefault(family, f"C{len(colours)}"), label=policy)
         ax.set_ylim(max(0.0, group["final_test"].min() - 0.15), 1.0)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("test accuracy (mean over seeds)")
