@@ -3,7 +3,7 @@
     python benchmarks/suggestions.py [--tasks suite|holdout|holdout2|digits_mlp,...] [--seeds 3]
         [--rules ours,fastai_valley] [--out out/suggestions] [--cache DIR] [--quick]
         [--sweep-steps 300] [--sweep-range 1e-7,10] [--eval-every 15] [--policy 1cycle]
-        [--peak-factors 1.5,2,3] [--base-divisors 4,10]
+        [--peak-factors 1.5,2,3] [--base-divisors 4,10] [--pct-starts 0.1,0.45]
 
 The promise under test: one short LR range test replaces a grid search. For each task of a
 suite that varies what changes LR behaviour (MLP, BatchNorm, Conv1D, GRU, attention; SGD with
@@ -47,6 +47,9 @@ regression losses) and each seed (the seed changes the data split and the initia
    (`peak_factor_report`: would a peak above the lowest loss do better, leaving each task out?).
    With `--base-divisors`, rules `ours_base_div<d>` start the cycle at ours' `max_lr / d`
    instead of `/ 25`, each with its own hand grid (`base_report`: does the base matter?).
+   With `--pct-starts`, rules `ours_pct<p>` keep ours' bounds and warm 1cycle up for a share
+   p of the budget instead of `OneCycle`'s 0.3, each with its own hand grid
+   (`warmup_report`: would another shape of the cycle do better at these budgets?).
 
 Selection (the best fixed LR, the hand grid's best peak) reads the final validation score;
 every reported score is the test split's, so selection noise is not counted as skill. Scores
@@ -82,6 +85,7 @@ import dataclasses
 import datetime
 import functools
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -607,8 +611,10 @@ def train(task, seed, data, learning_rate, epochs, callbacks=(), momentum=FIXED_
             "at_chance": at_chance(task, val, chance), "seconds": round(seconds, 2)}
 
 
-def one_cycle(base_lr, max_lr, total_steps, steps_per_epoch):
-    return OneCycle(max_lr, total_steps, div_factor=max_lr / base_lr)
+def one_cycle(base_lr, max_lr, total_steps, steps_per_epoch, pct_start=None):
+    """`OneCycle`, warming up for `pct_start` of the steps (None: its default, 0.3)."""
+    shape = {} if pct_start is None else {"pct_start": pct_start}
+    return OneCycle(max_lr, total_steps, div_factor=max_lr / base_lr, **shape)
 
 
 def triangular2(base_lr, max_lr, total_steps, steps_per_epoch, half_cycle_epochs=4):
@@ -660,15 +666,20 @@ class Trainer:
                               lambda: train(self.task, self.seed, self.data, schedule,
                                             self.epochs))
 
-    def pipeline(self, max_lr, div_factor, epochs=None):
-        """The policy from `max_lr / div_factor` up to `max_lr`, with momentum cycling."""
+    def pipeline(self, max_lr, div_factor, epochs=None, pct_start=None):
+        """The policy from `max_lr / div_factor` up to `max_lr`, with momentum cycling;
+        1cycle warms up for `pct_start` of the steps (None: `OneCycle`'s default)."""
         max_lr, epochs = round_lr(max_lr), epochs or self.epochs
-        key = self.key(self.policy, max=max_lr, div=div_factor, epochs=epochs)
-        return self.cache.run(key, lambda: self._train_pipeline(max_lr, div_factor, epochs))
+        shape = {} if pct_start is None else {"pct": pct_start}  # old keys stay valid
+        key = self.key(self.policy, max=max_lr, div=div_factor, epochs=epochs, **shape)
+        return self.cache.run(key, lambda: self._train_pipeline(max_lr, div_factor, epochs,
+                                                                **shape))
 
-    def _train_pipeline(self, max_lr, div_factor, epochs):
+    def _train_pipeline(self, max_lr, div_factor, epochs, pct=None):
+        shape = {} if pct is None else {"pct_start": pct}
         schedule = POLICIES[self.policy](max_lr / div_factor, max_lr,
-                                         epochs * self.steps_per_epoch, self.steps_per_epoch)
+                                         epochs * self.steps_per_epoch, self.steps_per_epoch,
+                                         **shape)
         low, high = PIPELINE_MOMENTA
         if self.task.optimizer in UNCYCLED:
             callback, momentum = CyclicLR(schedule), FIXED_MOMENTUM
@@ -703,12 +714,14 @@ class Trainer:
 
 @dataclasses.dataclass(frozen=True)
 class Suggestion:
-    """What a rule proposes: a single LR, and the pipeline's peak and base."""
+    """What a rule proposes: a single LR, and the pipeline's peak and base (and 1cycle's
+    warm-up share, None for `OneCycle`'s default)."""
 
     lr: float
     max_lr: float
     base_lr: float
     detail: str  # what the rule read and returned
+    pct_start: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -722,6 +735,7 @@ class Rule:
 
 
 DEFAULT_DIV_FACTOR = 25.0  # base = max_lr / 25 for a rule without a base (1cycle's default)
+DEFAULT_PCT_START = inspect.signature(OneCycle).parameters["pct_start"].default
 
 
 def ours(result):
@@ -877,6 +891,18 @@ def base_rule(divisor):
     return Rule(f"ours_base_div{divisor:g}", "val", suggest)
 
 
+def warmup_rule(pct_start):
+    """Ours' bounds with 1cycle warming up for `pct_start` of the budget (`OneCycle`'s
+    default is 0.3, PyTorch's): a candidate shape, added by `--pct-starts`."""
+
+    def suggest(result):
+        bounds = result.suggest_bounds()
+        return Suggestion(bounds.lr, bounds.max_lr, bounds.base_lr,
+                          f"warm-up {pct_start:g} of the steps", pct_start)
+
+    return Rule(f"ours_pct{pct_start:g}", "val", suggest)
+
+
 SWEEPS = ("val", "train")  # with validation data, without
 TARGET_RULES = ("ours", "ours_noval")  # the library's default; half-budget runs and checks
 
@@ -939,12 +965,13 @@ def fixed_grid(trainer, settings):
     return runs, added, edge
 
 
-def hand_grid(trainer, best_fixed_lr, div_factor, settings):
-    """Pipeline peaks at multiples of the best fixed LR, at the rule's base/max ratio:
-    (runs by multiple, best at an edge?)."""
-    runs, _, edge = widen_search(settings.hand_multiples,
-                                 lambda m: trainer.pipeline(m * best_fixed_lr, div_factor),
-                                 2.0, settings.widen)
+def hand_grid(trainer, best_fixed_lr, div_factor, settings, pct_start=None):
+    """Pipeline peaks at multiples of the best fixed LR, at the rule's base/max ratio and
+    warm-up: (runs by multiple, best at an edge?)."""
+    runs, _, edge = widen_search(
+        settings.hand_multiples,
+        lambda m: trainer.pipeline(m * best_fixed_lr, div_factor, pct_start=pct_start),
+        2.0, settings.widen)
     return runs, edge
 
 
@@ -1005,8 +1032,8 @@ def score_rule(trainer, rule, sweep, best_lr, best, settings):
                            if issubclass(w.category, ShallowCurveWarning)), None)
     div = float(f"{suggestion.max_lr / suggestion.base_lr:.2g}")
     fixed = trainer.fixed(suggestion.lr)
-    pipeline = trainer.pipeline(suggestion.max_lr, div)
-    hand, hand_edge = hand_grid(trainer, best_lr, div, settings)
+    pipeline = trainer.pipeline(suggestion.max_lr, div, pct_start=suggestion.pct_start)
+    hand, hand_edge = hand_grid(trainer, best_lr, div, settings, suggestion.pct_start)
     peak = best_of(hand)
     regret = shortfall(task, hand[peak]["test"], pipeline["test"])
     far = abs(math.log10(suggestion.max_lr / (peak * best_lr))) > 1
@@ -1033,7 +1060,7 @@ def score_rule(trainer, rule, sweep, best_lr, best, settings):
 def half_budget(trainer, suggestion, div, sweep_steps):
     """The pipeline over half the budget minus the range test, in whole epochs."""
     epochs = max(1, round((trainer.budget / 2 - sweep_steps) / trainer.steps_per_epoch))
-    run = trainer.pipeline(suggestion.max_lr, div, epochs)
+    run = trainer.pipeline(suggestion.max_lr, div, epochs, suggestion.pct_start)
     return {"half_epochs": epochs, "half_steps": epochs * trainer.steps_per_epoch + sweep_steps,
             "half_test": run["test"]}
 
@@ -1513,17 +1540,46 @@ def peak_factor_report(seeds, rules):
 
 def base_report(seeds, rules):
     """Ours' base (`max_lr / 25`) against the `--base-divisors` candidates (`max_lr / d`, the
-    same peak). Each base has its own hand grid of peaks, so beside the usual targets the
-    table scores every base's pipeline against the default base's hand-grid best (one bar for
-    all), and says whether the hand grid's own best moves with the base: does the base matter
-    once the peak is tuned? Then each task scored with the divisor that did best on the other
-    tasks against that common bar."""
-    divisors = candidates(rules, "ours_base_div", BASE_BELOW_PEAK)
-    if len(divisors) < 2:
-        return "Run with `--base-divisors` (e.g. 4,10) to measure other bases for the cycle."
+    same peak): see `variant_report`."""
+    return variant_report(seeds, rules, Variants(
+        "ours_base_div", BASE_BELOW_PEAK, "base", "max_lr / {:g}", "divisor",
+        "Run with `--base-divisors` (e.g. 4,10) to measure other bases for the cycle."))
+
+
+def warmup_report(seeds, rules):
+    """1cycle's default warm-up (`OneCycle`'s `pct_start`, 0.3) against the `--pct-starts`
+    candidates, with ours' bounds: see `variant_report`."""
+    return variant_report(seeds, rules, Variants(
+        "ours_pct", DEFAULT_PCT_START, "warm-up (pct_start)", "{:g}", "warm-up",
+        "Run with `--pct-starts` (e.g. 0.1,0.45) to measure other warm-ups for 1cycle."))
+
+
+@dataclasses.dataclass(frozen=True)
+class Variants:
+    """A family of candidate rules for `variant_report`: rules `<prefix><value>`, ours at
+    `default`; `form` formats a value for the table, `noun` names it in the held-out note."""
+
+    prefix: str
+    default: float
+    heading: str
+    form: str
+    noun: str
+    how_to_run: str
+
+
+def variant_report(seeds, rules, variants):
+    """Ours against candidates that change the pipeline, not the peak. Each candidate has its
+    own hand grid of peaks, so beside the usual targets the table scores every candidate's
+    pipeline against the default's hand-grid best (one bar for all), and says whether the
+    hand grid's own best moves with the candidate: does it matter once the peak is tuned?
+    Then each task scored with the candidate that did best on the other tasks against that
+    common bar."""
+    values = candidates(rules, variants.prefix, variants.default)
+    if len(values) < 2:
+        return variants.how_to_run
     reference = rules[rules["rule"] == "ours"].set_index(["task", "seed"])["hand_best_test"]
     table, scores = [], {}
-    for name, divisor in divisors.items():
+    for name, value in values.items():
         rows = rules[rules["rule"] == name]
         within, below, above_decay, _ = pipeline_targets(seeds, rows)
         bar = reference.reindex(pd.MultiIndex.from_frame(rows[["task", "seed"]])).to_numpy()
@@ -1534,16 +1590,17 @@ def base_report(seeds, rules):
                        zip(rows["task"], bar, rows["hand_best_test"])]
         better = sum(change > tolerance(TASKS[t]) for t, change in zip(rows["task"], hand_change))
         worse = sum(change < -tolerance(TASKS[t]) for t, change in zip(rows["task"], hand_change))
-        table.append([f"max_lr / {divisor:g}" + (" (ours)" if name == "ours" else ""),
+        table.append([variants.form.format(value) + (" (ours)" if name == "ours" else ""),
                       fraction(within, len(rows)), fraction(int(marks["within"].sum()), len(rows)),
                       fraction(below, len(rows)), f"{above_decay}/{rows['task'].nunique()}",
                       f"{better} / {worse}"])
-        scores[divisor] = marks
-    text = md_table(["base", "within tolerance of its own hand grid's best",
-                     f"within tolerance of the max_lr / {BASE_BELOW_PEAK:g} hand grid's best",
+        scores[value] = marks
+    default = variants.form.format(variants.default)
+    text = md_table([variants.heading, "within tolerance of its own hand grid's best",
+                     f"within tolerance of the {default} hand grid's best",
                      "below the best fixed LR", "at or above step decay (tasks)",
                      "its hand grid's best above / below that bar, beyond tolerance"], table)
-    return text + held_out_note(scores, BASE_BELOW_PEAK, "divisor", "{:g}")
+    return text + held_out_note(scores, variants.default, variants.noun, "{:g}")
 
 
 def candidates(rules, prefix, ours_value):
@@ -1629,7 +1686,7 @@ def plot_task(task, seeds, rules, out):
         ax.plot(list(grid), [display(task, v) for v in grid.values()], "o-", color="black",
                 label="fixed LR")
         here = rules[(rules["seed"] == seed_row["seed"])
-                     & ~rules["rule"].str.match("ours_peak_x|ours_base_div")]
+                     & ~rules["rule"].str.match("ours_peak_x|ours_base_div|ours_pct")]
         plotted = set()
         for _, row in here.iterrows():
             if isinstance(row.get("hand_val"), dict) and row["div"] not in plotted:
@@ -1670,7 +1727,31 @@ def parse_args(argv=None):
                         help="add rules with the peak at these multiples of ours' max_lr: 1.5,2")
     parser.add_argument("--base-divisors", default="",
                         help="add rules with the base at ours' max_lr over these: 4,10")
-    return parser.parse_args(argv)
+    parser.add_argument("--pct-starts", default="",
+                        help="add rules with 1cycle warming up for these shares of the "
+                             "budget: 0.1,0.45")
+    args = parser.parse_args(argv)
+    args.peak_factors = parse_values(args.peak_factors, "--peak-factors", lambda v: v > 0,
+                                     "> 0")
+    args.base_divisors = parse_values(args.base_divisors, "--base-divisors", lambda v: v > 1,
+                                      "> 1 (the base lies below the peak)")
+    args.pct_starts = parse_values(args.pct_starts, "--pct-starts", lambda v: 0 < v < 1,
+                                   "in (0, 1)")
+    if args.pct_starts and args.policy != "1cycle":
+        parser.error(f"--pct-starts shapes 1cycle; received --policy {args.policy}")
+    return args
+
+
+def parse_values(text, option, valid, requirement):
+    """A comma-separated list of numbers, each `valid`; else exit naming the option."""
+    try:
+        values = [float(value) for value in text.split(",") if value]
+    except ValueError:
+        raise SystemExit(f"{option}: expected numbers separated by commas, got {text!r}") from None
+    wrong = [value for value in values if not valid(value)]
+    if wrong:
+        raise SystemExit(f"{option}: each value must be {requirement}; got {wrong[0]:g}")
+    return values
 
 
 def sweep_config(args):
@@ -1747,6 +1828,7 @@ def report(tasks, seeds, rules):
              "## What seed noise leaves of the targets", other_seeds_report(seeds, rules),
              "## Where should the peak sit?", peak_factor_report(seeds, rules),
              "## Where should the base sit?", base_report(seeds, rules),
+             "## How long should 1cycle warm up?", warmup_report(seeds, rules),
              "## Is the single LR's factor fitted in-sample?", single_lr_factor_check(rules),
              "## Spread of ours' bounds over seeds", spread_report(rules),
              "## Refusals and warnings", refusal_report(rules),
@@ -1761,8 +1843,9 @@ def main(argv=None):
     settings, config = (QUICK if args.quick else Settings()), sweep_config(args)
     tasks = parse_tasks(args.tasks)
     rules = [RULES[name] for name in args.rules.split(",")]
-    rules += [peak_rule(float(factor)) for factor in args.peak_factors.split(",") if factor]
-    rules += [base_rule(float(divisor)) for divisor in args.base_divisors.split(",") if divisor]
+    rules += [peak_rule(factor) for factor in args.peak_factors]
+    rules += [base_rule(divisor) for divisor in args.base_divisors]
+    rules += [warmup_rule(pct) for pct in args.pct_starts]
     cache = Cache(args.cache or args.out / "cache")
     args.out.mkdir(parents=True, exist_ok=True)
     started, seed_rows, rule_rows, budgets = time.perf_counter(), [], [], {}

@@ -4,7 +4,9 @@ Their numbers mean nothing at this size: the published tables come from full
 runs (docs/benchmarks.md gives the commands).
 """
 
+import dataclasses
 import importlib.util
+import json
 import os
 import pathlib
 import re
@@ -94,11 +96,12 @@ def test_suggestions_smoke(capsys, tmp_path):
     # One rule keeps it short (each rule adds training runs); the peers' rules are pure
     # functions, checked on a synthetic sweep below.
     out = run_main(capsys, "suggestions", "--quick", "--tasks", "moons_mlp", "--seeds", "1",
-                   "--rules", "ours", "--out", tmp_path)
+                   "--rules", "ours", "--pct-starts", "0.5", "--out", tmp_path)
     for title in ("## Summary over all task-seeds", "## Targets", "### moons_mlp"):
         assert title in out
     assert "| ours | 1 |" in out
-    assert set(pd.read_csv(tmp_path / "rules.csv")["rule"]) == {"ours"}
+    assert "| 0.3 (ours) |" in out and "| 0.5 |" in out  # the warm-up report's rows
+    assert set(pd.read_csv(tmp_path / "rules.csv")["rule"]) == {"ours", "ours_pct0.5"}
     for name in ("suggestions.md", "task_seeds.csv", "suggestions_moons_mlp.png"):
         assert (tmp_path / name).exists()
     assert list((tmp_path / "cache" / "moons_mlp" / "seed0").glob("sweep_*.csv"))
@@ -267,6 +270,59 @@ def test_peak_and_base_rules_move_only_their_bound():
     assert peak.base_lr == pytest.approx(peak.max_lr / 25)
     assert base.max_lr == ours.max_lr
     assert base.base_lr == pytest.approx(ours.max_lr / 4)
+    warmup = suggestions.warmup_rule(0.1)
+    assert warmup.name == "ours_pct0.1"
+    assert warmup.suggest(result) == dataclasses.replace(ours, detail=warmup.suggest(
+        result).detail, pct_start=0.1)
+    assert ours.pct_start is None
+
+
+def test_pipeline_runs_warm_up_as_asked_and_cache_each_warm_up_apart(monkeypatch, tmp_path):
+    suggestions = benchmark("suggestions")
+    peaks = []
+
+    def train(task, seed, data, learning_rate, epochs, callbacks=(), momentum=None):
+        schedule = callbacks[0].schedule
+        peaks.append(int(np.argmax(schedule.values(np.arange(schedule.total_steps)))))
+        return {"test": 0.5}
+
+    monkeypatch.setattr(suggestions, "train", train)
+    data = {"train": (np.zeros((160, 2)), np.zeros(160))}  # 10 steps an epoch at batch 16
+    trainer = suggestions.Trainer(suggestions.TASKS["moons_mlp"], 0, data,
+                                  suggestions.Cache(tmp_path), epochs=10)
+    assert trainer.steps_per_epoch == 10
+    for pct in (None, 0.1, 0.45, None):  # the last is read from the cache
+        trainer.pipeline(0.1, 25, pct_start=pct)
+    assert peaks == [29, 9, 44]  # OneCycle's default warm-up is 0.3 of 100 steps
+    params = sorted(str(json.loads(path.read_text())["key"]["params"].get("pct"))
+                    for path in tmp_path.glob("moons_mlp/seed0/1cycle_*.json"))
+    assert params == ["0.1", "0.45", "None"]  # the default's key has no "pct": old caches hold
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--pct-starts", "0.1,1"], "--pct-starts: each value must be in (0, 1); got 1"),
+    (["--base-divisors", "4,0.5"], "--base-divisors: each value must be > 1"),
+    (["--peak-factors", "two"], "--peak-factors: expected numbers"),
+])
+def test_candidate_options_refuse_values_they_cannot_measure(argv, message):
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        benchmark("suggestions").parse_args(argv)
+
+
+def test_warmup_report_labels_the_default_and_says_how_to_run_it(capsys):
+    suggestions = benchmark("suggestions")
+    seeds = two_tasks_two_seeds()
+    rules = ours_and("ours_pct0.1", seeds, best_fixed_test=0.9, hand_best_test=0.92,
+                     pipeline_test=[0.92] * 4 + [0.91] * 4, within_tolerance=True)
+    text = suggestions.warmup_report(seeds, rules)
+    assert "within tolerance of the 0.3 hand grid's best" in text
+    assert "| 0.1 | 4/4 (100%) | 0/4 (0%) |" in text  # 1 point below the default's bar
+    assert "| 0.3 (ours) | 4/4 (100%) | 4/4 (100%) |" in text
+    assert "the warm-up fitted on the other tasks is 0.3;" in text
+    assert "--pct-starts" in suggestions.warmup_report(seeds, rules[rules["rule"] == "ours"])
+    with pytest.raises(SystemExit):
+        suggestions.parse_args(["--pct-starts", "0.1", "--policy", "triangular2"])
+    assert "--pct-starts shapes 1cycle" in capsys.readouterr().err
 
 
 def test_tasks_option_expands_groups_in_order_and_refuses_unknown_names():
