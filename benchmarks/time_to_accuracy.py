@@ -1,7 +1,7 @@
 """Time to accuracy: fixed LR, step decay and keras-clr policies, same budget.
 
     python benchmarks/time_to_accuracy.py [--tasks mnist1d,digits] [--seeds 5] [--out DIR]
-        [--base-divisors 4]
+        [--base-divisors 4] [--pct-starts 0.1,0.45]
 
 The paper's Table 1 in miniature. For each task, optimizer (Adam; SGD with
 momentum 0.9) and seed:
@@ -23,6 +23,9 @@ momentum 0.9) and seed:
   max_lr / d` (rows "<policy> (max_lr/d)"; same peak and sweep), to measure
   where the cycle's lower bound belongs (Smith 2017 puts it at 1/3 to 1/4 of
   `max_lr` for the triangular policies; the library's is 1/25).
+  With `--pct-starts p,...`, 1cycle also trains warming up for a share p of
+  the budget (rows "1cycle (pct_start p)"; `OneCycle`'s default, PyTorch's,
+  is 0.3), to measure whether another shape of the cycle does better.
 Test accuracy is measured at every epoch end (as Keras' validation pass on
 the test split; the validation split is only read to pick the fixed LR).
 "steps to target" is the first epoch end whose test accuracy reaches the best
@@ -115,7 +118,7 @@ def train(model, data, task, callbacks=()):
             "test": np.array(history.history["val_accuracy"]), "seconds": seconds}
 
 
-def run(task, optimizer_name, seed, log, divisors=()):
+def run(task, optimizer_name, seed, log, divisors=(), pct_starts=()):
     data = load(task.name, seed)
     steps_per_epoch = -(-len(data[0][0]) // task.batch_size)
     budget = task.epochs * steps_per_epoch
@@ -154,6 +157,14 @@ def run(task, optimizer_name, seed, log, divisors=()):
             name = policy if divisor is None else f"{policy} (max_lr/{divisor:g})"
             runs[name] = dict(train(model, data, task, [callback]), tuning=cost, clr=True,
                               setting=f"{base_lr:.3g}-{bounds.max_lr:.3g}")
+    for pct in pct_starts if bounds is not None else ():
+        schedule = OneCycle(bounds.max_lr, budget, pct_start=pct,
+                            div_factor=bounds.max_lr / bounds.base_lr)
+        callback = CyclicLR(schedule, base_momentum=low_momentum, max_momentum=high_momentum)
+        model = build(task.name, optimizer_name, float(schedule.values(0)), seed, high_momentum)
+        runs[f"1cycle (pct_start {pct:g})"] = dict(
+            train(model, data, task, [callback]), tuning=cost, clr=True,
+            setting=f"{bounds.base_lr:.3g}-{bounds.max_lr:.3g}")
     target = runs["fixed"]["test"][-1]
     rows = []
     for policy, result in runs.items():
@@ -236,12 +247,16 @@ def plot(frame, sweeps, out):
     for (task, optimizer), group in frame.groupby(["task", "optimizer"], sort=False):
         figure = Figure(figsize=(7, 4), layout="constrained")
         ax = figure.subplots()
-        colours = {}  # a "<policy> (max_lr/d)" row: its policy's colour, dashed
+        colours, variants = {}, {}  # a "<policy> (...)" row: its policy's colour, dashed
         for policy, rows in group.groupby("policy", sort=False):
             curves = np.array(rows["curve"].tolist())
             steps = rows["steps_per_epoch"].iloc[0] * np.arange(1, curves.shape[1] + 1)
             family = policy.split(" (")[0]
-            ax.plot(steps, curves.mean(axis=0), "-" if family == policy else "--",
+            style = "-"
+            if family != policy:
+                variants[family] = variants.get(family, -1) + 1
+                style = ("--", ":", "-.")[variants[family] % 3]
+            ax.plot(steps, curves.mean(axis=0), style,
                     color=colours.setdefault(family, f"C{len(colours)}"), label=policy)
         ax.set_ylim(max(0.0, group["final_test"].min() - 0.15), 1.0)
         ax.set_xlabel("optimizer step")
@@ -263,11 +278,16 @@ def main(argv=None):
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/bench"))
     parser.add_argument("--base-divisors", default="",
                         help="also train every policy from max_lr / d, for each d: 4,10")
+    parser.add_argument("--pct-starts", default="",
+                        help="also train 1cycle warming up for these shares of the budget")
     args = parser.parse_args(argv)
     divisors = [float(d) for d in args.base_divisors.split(",") if d]
     if any(d <= 1 for d in divisors):
         parser.error(f"--base-divisors: each must be > 1 (a base below the peak); "
                      f"got {args.base_divisors}")
+    pct_starts = [float(p) for p in args.pct_starts.split(",") if p]
+    if any(not 0 < p < 1 for p in pct_starts):
+        parser.error(f"--pct-starts: each must be in (0, 1); got {args.pct_starts}")
     args.out.mkdir(parents=True, exist_ok=True)
     rows, sweeps, started = [], {}, time.perf_counter()
     for name in args.tasks.split(","):
@@ -276,7 +296,8 @@ def main(argv=None):
             task = dataclasses.replace(task, epochs=args.epochs)
         for optimizer_name in args.optimizers.split(","):
             for seed in range(args.seeds):
-                new_rows, sweep = run(task, optimizer_name, seed, log=print, divisors=divisors)
+                new_rows, sweep = run(task, optimizer_name, seed, log=print,
+                                      divisors=divisors, pct_starts=pct_starts)
                 rows += new_rows
                 sweeps.setdefault((name, optimizer_name), sweep)
     frame = pd.DataFrame(rows)

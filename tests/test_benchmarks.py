@@ -56,11 +56,12 @@ def test_overhead_smoke():
 @pytest.mark.backends("tensorflow")
 def test_time_to_accuracy_smoke(capsys, tmp_path):
     out = run_main(capsys, "time_to_accuracy", "--tasks", "digits", "--optimizers", "sgd",
-                   "--seeds", "1", "--epochs", "1", "--base-divisors", "4", "--out", tmp_path)
+                   "--seeds", "1", "--epochs", "1", "--base-divisors", "4",
+                   "--pct-starts", "0.1", "--out", tmp_path)
     assert "**digits, sgd**" in out and "Targets:" in out
     frame = pd.read_csv(tmp_path / "time_to_accuracy.csv").set_index("policy")
     policies = ["triangular", "triangular2", "exp_range", "1cycle"]
-    variants = [f"{policy} (max_lr/4)" for policy in policies]
+    variants = [f"{policy} (max_lr/4)" for policy in policies] + ["1cycle (pct_start 0.1)"]
     assert set(frame.index) == {"fixed", "step decay", *policies, *variants}
     assert frame.loc[[*policies, *variants], "keras_clr"].all()
     assert not frame.loc[["fixed", "step decay"], "keras_clr"].any()
@@ -69,6 +70,7 @@ def test_time_to_accuracy_smoke(capsys, tmp_path):
         for name in ("triangular", "triangular (max_lr/4)"))
     assert top4 == top and base == pytest.approx(top / 25, rel=0.01)
     assert base4 == pytest.approx(top / 4, rel=0.01)
+    assert frame.loc["1cycle (pct_start 0.1)", "setting"] == frame.loc["1cycle", "setting"]
     assert (tmp_path / "tta_digits_sgd.png").exists()
 
 
@@ -82,13 +84,15 @@ def test_time_to_accuracy_keeps_the_baselines_when_the_range_test_refuses(
 
     monkeypatch.setattr(RangeTestResult, "suggest_bounds", refuse)
     out = run_main(capsys, "time_to_accuracy", "--tasks", "digits", "--optimizers", "sgd",
-                   "--seeds", "1", "--epochs", "1", "--base-divisors", "4", "--out", tmp_path)
+                   "--seeds", "1", "--epochs", "1", "--base-divisors", "4",
+                   "--pct-starts", "0.1", "--out", tmp_path)
     assert "range test gave no bounds: flat" in out
     assert "- digits/sgd: no range test gave bounds" in out
     frame = pd.read_csv(tmp_path / "time_to_accuracy.csv")
     assert set(frame["policy"]) == {"fixed", "step decay"}
-    with pytest.raises(SystemExit):
-        benchmark("time_to_accuracy").main(["--base-divisors", "4,1", "--out", str(tmp_path)])
+    for wrong in (["--base-divisors", "4,1"], ["--pct-starts", "0.1,1"]):
+        with pytest.raises(SystemExit):
+            benchmark("time_to_accuracy").main([*wrong, "--out", str(tmp_path)])
 
 
 @pytest.mark.backends("tensorflow")
