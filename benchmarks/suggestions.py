@@ -673,10 +673,10 @@ class Trainer:
         shape = {} if pct_start is None else {"pct": pct_start}  # old keys stay valid
         key = self.key(self.policy, max=max_lr, div=div_factor, epochs=epochs, **shape)
         return self.cache.run(key, lambda: self._train_pipeline(max_lr, div_factor, epochs,
-                                                                **shape))
+                                                                pct_start))
 
-    def _train_pipeline(self, max_lr, div_factor, epochs, pct=None):
-        shape = {} if pct is None else {"pct_start": pct}
+    def _train_pipeline(self, max_lr, div_factor, epochs, pct_start):
+        shape = {} if pct_start is None else {"pct_start": pct_start}
         schedule = POLICIES[self.policy](max_lr / div_factor, max_lr,
                                          epochs * self.steps_per_epoch, self.steps_per_epoch,
                                          **shape)
@@ -1058,7 +1058,8 @@ def score_rule(trainer, rule, sweep, best_lr, best, settings):
 
 
 def half_budget(trainer, suggestion, div, sweep_steps):
-    """The pipeline over half the budget minus the range test, in whole epochs."""
+    """The pipeline over half the budget minus the range test, in whole epochs (at the
+    suggestion's warm-up; only the library's own rules get this run)."""
     epochs = max(1, round((trainer.budget / 2 - sweep_steps) / trainer.steps_per_epoch))
     run = trainer.pipeline(suggestion.max_lr, div, epochs, suggestion.pct_start)
     return {"half_epochs": epochs, "half_steps": epochs * trainer.steps_per_epoch + sweep_steps,
@@ -1732,18 +1733,19 @@ def parse_args(argv=None):
                              "budget: 0.1,0.45")
     args = parser.parse_args(argv)
     args.peak_factors = parse_values(args.peak_factors, "--peak-factors", lambda v: v > 0,
-                                     "> 0")
+                                     "> 0", 1.0)
     args.base_divisors = parse_values(args.base_divisors, "--base-divisors", lambda v: v > 1,
-                                      "> 1 (the base lies below the peak)")
+                                      "> 1 (the base lies below the peak)", BASE_BELOW_PEAK)
     args.pct_starts = parse_values(args.pct_starts, "--pct-starts", lambda v: 0 < v < 1,
-                                   "in (0, 1)")
+                                   "in (0, 1)", DEFAULT_PCT_START)
     if args.pct_starts and args.policy != "1cycle":
         parser.error(f"--pct-starts shapes 1cycle; received --policy {args.policy}")
     return args
 
 
-def parse_values(text, option, valid, requirement):
-    """A comma-separated list of numbers, each `valid`; else exit naming the option."""
+def parse_values(text, option, valid, requirement, default):
+    """A comma-separated list of numbers, each `valid` and not ours' `default` (which every
+    run measures as `ours`); else exit naming the option."""
     try:
         values = [float(value) for value in text.split(",") if value]
     except ValueError:
@@ -1751,6 +1753,9 @@ def parse_values(text, option, valid, requirement):
     wrong = [value for value in values if not valid(value)]
     if wrong:
         raise SystemExit(f"{option}: each value must be {requirement}; got {wrong[0]:g}")
+    if default in values:
+        raise SystemExit(f"{option}: {default:g} is ours' own value, measured as `ours` in "
+                         "every run; give only other values")
     return values
 
 

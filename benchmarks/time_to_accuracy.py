@@ -37,6 +37,7 @@ target counts a policy only if it reached the target on every seed.
 
 import argparse
 import dataclasses
+import inspect
 import os
 import pathlib
 import platform
@@ -50,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from keras_clr import CyclicalLearningRate, CyclicLR, OneCycle, lr_range_test
+from keras_clr.bounds import BASE_BELOW_PEAK
 from keras_clr.demo import load_digits_splits
 
 
@@ -70,6 +72,8 @@ CLR_POLICIES = ("triangular", "triangular2", "exp_range", "1cycle")
 # The keras-clr rule, the same for every task, optimizer and seed (see the module docstring).
 HALF_CYCLE_EPOCHS = 4  # step_size: Smith (2017) recommends 2-10 epochs
 MOMENTA = (0.85, 0.95)  # momentum / beta_1 at the LR's peak and trough (Smith, 2018)
+DEFAULT_DIVISOR = BASE_BELOW_PEAK  # the suggested base_lr is max_lr / 25
+DEFAULT_PCT_START = inspect.signature(OneCycle).parameters["pct_start"].default  # 0.3
 
 
 def load(task, seed):
@@ -138,33 +142,30 @@ def run(task, optimizer_name, seed, log, divisors=(), pct_starts=()):
         bounds = sweep.suggest_bounds()
     except ValueError as error:  # reported, not hidden: this seed has no keras-clr rows
         log(f"  {task.name}/{optimizer_name}/seed {seed}: range test gave no bounds: {error}")
-        bounds, bases = None, ()
+        bounds, variants = None, ()
     else:
-        bases = [(None, bounds.base_lr), *((d, bounds.max_lr / d) for d in divisors)]
+        # (policy, divisor of the base or None, warm-up or None): the defaults first
+        variants = [(policy, divisor, None) for divisor in (None, *divisors)
+                    for policy in CLR_POLICIES]
+        variants += [("1cycle", None, pct) for pct in pct_starts]
     cycles = max(1, round(task.epochs / (2 * HALF_CYCLE_EPOCHS)))
     step_size = max(1, budget // (2 * cycles))  # the budget ends at a cycle end
     low_momentum, high_momentum = MOMENTA
-    for divisor, base_lr in bases:
-        for policy in CLR_POLICIES:
-            if policy == "1cycle":
-                schedule = OneCycle(bounds.max_lr, budget, div_factor=bounds.max_lr / base_lr)
-            else:
-                gamma = 0.1 ** (1 / budget) if policy == "exp_range" else 1.0  # amplitude /10
-                schedule = CyclicalLearningRate(base_lr, bounds.max_lr, step_size, policy, gamma)
-            callback = CyclicLR(schedule, base_momentum=low_momentum, max_momentum=high_momentum)
-            model = build(task.name, optimizer_name, float(schedule.values(0)), seed,
-                          high_momentum)
-            name = policy if divisor is None else f"{policy} (max_lr/{divisor:g})"
-            runs[name] = dict(train(model, data, task, [callback]), tuning=cost, clr=True,
-                              setting=f"{base_lr:.3g}-{bounds.max_lr:.3g}")
-    for pct in pct_starts if bounds is not None else ():
-        schedule = OneCycle(bounds.max_lr, budget, pct_start=pct,
-                            div_factor=bounds.max_lr / bounds.base_lr)
+    for policy, divisor, pct in variants:
+        base_lr = bounds.base_lr if divisor is None else bounds.max_lr / divisor
+        name = policy + ("" if divisor is None else f" (max_lr/{divisor:g})")
+        if policy == "1cycle":
+            shape = {} if pct is None else {"pct_start": pct}
+            name += "" if pct is None else f" (pct_start {pct:g})"
+            schedule = OneCycle(bounds.max_lr, budget, div_factor=bounds.max_lr / base_lr,
+                                **shape)
+        else:
+            gamma = 0.1 ** (1 / budget) if policy == "exp_range" else 1.0  # amplitude /10
+            schedule = CyclicalLearningRate(base_lr, bounds.max_lr, step_size, policy, gamma)
         callback = CyclicLR(schedule, base_momentum=low_momentum, max_momentum=high_momentum)
         model = build(task.name, optimizer_name, float(schedule.values(0)), seed, high_momentum)
-        runs[f"1cycle (pct_start {pct:g})"] = dict(
-            train(model, data, task, [callback]), tuning=cost, clr=True,
-            setting=f"{bounds.base_lr:.3g}-{bounds.max_lr:.3g}")
+        runs[name] = dict(train(model, data, task, [callback]), tuning=cost, clr=True,
+                          setting=f"{base_lr:.3g}-{bounds.max_lr:.3g}")
     target = runs["fixed"]["test"][-1]
     rows = []
     for policy, result in runs.items():
@@ -247,7 +248,7 @@ def plot(frame, sweeps, out):
     for (task, optimizer), group in frame.groupby(["task", "optimizer"], sort=False):
         figure = Figure(figsize=(7, 4), layout="constrained")
         ax = figure.subplots()
-        colours, variants = {}, {}  # a "<policy> (...)" row: its policy's colour, dashed
+        colours, variants = {}, {}  # a "<policy> (...)" row: its policy's colour, broken
         for policy, rows in group.groupby("policy", sort=False):
             curves = np.array(rows["curve"].tolist())
             steps = rows["steps_per_epoch"].iloc[0] * np.arange(1, curves.shape[1] + 1)
@@ -269,6 +270,14 @@ def plot(frame, sweeps, out):
         figure.savefig(out / f"range_test_{task}_{optimizer}.png", dpi=80)
 
 
+def numbers(parser, text, option):
+    """A comma-separated list of numbers; else exit naming the option."""
+    try:
+        return [float(value) for value in text.split(",") if value]
+    except ValueError:
+        parser.error(f"{option}: expected numbers separated by commas, got {text!r}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="mnist1d,digits")
@@ -281,13 +290,14 @@ def main(argv=None):
     parser.add_argument("--pct-starts", default="",
                         help="also train 1cycle warming up for these shares of the budget")
     args = parser.parse_args(argv)
-    divisors = [float(d) for d in args.base_divisors.split(",") if d]
-    if any(d <= 1 for d in divisors):
-        parser.error(f"--base-divisors: each must be > 1 (a base below the peak); "
-                     f"got {args.base_divisors}")
-    pct_starts = [float(p) for p in args.pct_starts.split(",") if p]
-    if any(not 0 < p < 1 for p in pct_starts):
-        parser.error(f"--pct-starts: each must be in (0, 1); got {args.pct_starts}")
+    divisors = numbers(parser, args.base_divisors, "--base-divisors")
+    if any(d <= 1 or d == DEFAULT_DIVISOR for d in divisors):
+        parser.error(f"--base-divisors: each must be > 1 (a base below the peak) and not "
+                     f"{DEFAULT_DIVISOR:g} (the default, always run); got {args.base_divisors}")
+    pct_starts = numbers(parser, args.pct_starts, "--pct-starts")
+    if any(not 0 < p < 1 or p == DEFAULT_PCT_START for p in pct_starts):
+        parser.error(f"--pct-starts: each must be in (0, 1) and not {DEFAULT_PCT_START:g} "
+                     f"(the default, always run); got {args.pct_starts}")
     args.out.mkdir(parents=True, exist_ok=True)
     rows, sweeps, started = [], {}, time.perf_counter()
     for name in args.tasks.split(","):

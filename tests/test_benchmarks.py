@@ -5,6 +5,7 @@ runs (docs/benchmarks.md gives the commands).
 """
 
 import dataclasses
+import functools
 import importlib.util
 import json
 import os
@@ -12,6 +13,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pandas as pd
@@ -54,7 +56,17 @@ def test_overhead_smoke():
 # Pinned to TensorFlow: at these tiny budgets, whether a range test finds bounds
 # depends on the backend's numerics, and these tests check the scripts.
 @pytest.mark.backends("tensorflow")
-def test_time_to_accuracy_smoke(capsys, tmp_path):
+def test_time_to_accuracy_smoke(capsys, tmp_path, monkeypatch):
+    import keras_clr
+
+    warm_ups, one_cycle = [], keras_clr.OneCycle
+
+    @functools.wraps(one_cycle)
+    def recorded(*args, **kwargs):
+        warm_ups.append(kwargs.get("pct_start"))
+        return one_cycle(*args, **kwargs)
+
+    monkeypatch.setattr(keras_clr, "OneCycle", recorded)  # read when the script is loaded
     out = run_main(capsys, "time_to_accuracy", "--tasks", "digits", "--optimizers", "sgd",
                    "--seeds", "1", "--epochs", "1", "--base-divisors", "4",
                    "--pct-starts", "0.1", "--out", tmp_path)
@@ -71,6 +83,7 @@ def test_time_to_accuracy_smoke(capsys, tmp_path):
     assert top4 == top and base == pytest.approx(top / 25, rel=0.01)
     assert base4 == pytest.approx(top / 4, rel=0.01)
     assert frame.loc["1cycle (pct_start 0.1)", "setting"] == frame.loc["1cycle", "setting"]
+    assert warm_ups == [None, None, 0.1]  # 1cycle, 1cycle (max_lr/4), 1cycle (pct_start 0.1)
     assert (tmp_path / "tta_digits_sgd.png").exists()
 
 
@@ -90,9 +103,14 @@ def test_time_to_accuracy_keeps_the_baselines_when_the_range_test_refuses(
     assert "- digits/sgd: no range test gave bounds" in out
     frame = pd.read_csv(tmp_path / "time_to_accuracy.csv")
     assert set(frame["policy"]) == {"fixed", "step decay"}
-    for wrong in (["--base-divisors", "4,1"], ["--pct-starts", "0.1,1"]):
+    for wrong, message in ((["--base-divisors", "4,1"], "--base-divisors: each must be > 1"),
+                           (["--base-divisors", "25"], "not 25 (the default"),
+                           (["--pct-starts", "0.1,1"], "--pct-starts: each must be in (0, 1)"),
+                           (["--pct-starts", "0.3"], "not 0.3 (the default"),
+                           (["--pct-starts", "a"], "--pct-starts: expected numbers")):
         with pytest.raises(SystemExit):
             benchmark("time_to_accuracy").main([*wrong, "--out", str(tmp_path)])
+        assert message in capsys.readouterr().err
 
 
 @pytest.mark.backends("tensorflow")
@@ -298,15 +316,41 @@ def test_pipeline_runs_warm_up_as_asked_and_cache_each_warm_up_apart(monkeypatch
     for pct in (None, 0.1, 0.45, None):  # the last is read from the cache
         trainer.pipeline(0.1, 25, pct_start=pct)
     assert peaks == [29, 9, 44]  # OneCycle's default warm-up is 0.3 of 100 steps
-    params = sorted(str(json.loads(path.read_text())["key"]["params"].get("pct"))
+    params = sorted(str(json.loads(path.read_text())["key"]["params"].get("pct", "absent"))
                     for path in tmp_path.glob("moons_mlp/seed0/1cycle_*.json"))
-    assert params == ["0.1", "0.45", "None"]  # the default's key has no "pct": old caches hold
+    assert params == ["0.1", "0.45", "absent"]  # the default's key has no "pct": old caches hold
+
+
+def test_a_rules_warm_up_reaches_its_pipeline_and_its_hand_grid(monkeypatch, tmp_path):
+    suggestions = benchmark("suggestions")
+    peaks = []
+
+    def train(task, seed, data, learning_rate, epochs, callbacks=(), momentum=None):
+        if callbacks:  # a pipeline run; a fixed LR has none
+            schedule = callbacks[0].schedule
+            peaks.append(int(np.argmax(schedule.values(np.arange(schedule.total_steps)))))
+        return {"test": 0.5, "val": 0.5, "curve": [0.5], "finite": True, "at_chance": False}
+
+    monkeypatch.setattr(suggestions, "train", train)
+    data = {"train": (np.zeros((160, 2)), np.zeros(160))}  # 10 steps an epoch at batch 16
+    trainer = suggestions.Trainer(suggestions.TASKS["moons_mlp"], 0, data,
+                                  suggestions.Cache(tmp_path), epochs=10)
+    rule = suggestions.Rule("warm", "val", lambda sweep: suggestions.Suggestion(
+        0.04, 0.1, 0.004, "a test", pct_start=0.1))
+    sweep = types.SimpleNamespace(history=pd.DataFrame(index=range(20)), stop_reason="finished")
+    settings = dataclasses.replace(suggestions.QUICK, hand_multiples=(1, 2))
+    row = suggestions.score_rule(trainer, rule, sweep, 0.03, {"test": 0.5}, settings)
+    assert row["failure"] == "" and row["hand_best_multiple"] in (1, 2)
+    assert peaks == [9, 9, 9]  # the pipeline (0.1) and hand grid (0.03, 0.06): 0.1 of 100 steps
 
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--pct-starts", "0.1,1"], "--pct-starts: each value must be in (0, 1); got 1"),
     (["--base-divisors", "4,0.5"], "--base-divisors: each value must be > 1"),
     (["--peak-factors", "two"], "--peak-factors: expected numbers"),
+    (["--pct-starts", "0.1,0.3"], "--pct-starts: 0.3 is ours' own value"),
+    (["--base-divisors", "25"], "--base-divisors: 25 is ours' own value"),
+    (["--peak-factors", "1,2"], "--peak-factors: 1 is ours' own value"),
 ])
 def test_candidate_options_refuse_values_they_cannot_measure(argv, message):
     with pytest.raises(SystemExit, match=re.escape(message)):
