@@ -1,5 +1,7 @@
 """One call from a compiled model to a trained one: `fit_one_cycle`."""
 
+import inspect
+
 from keras_clr.callbacks import OneCycleLR
 from keras_clr.range_test import lr_range_test
 
@@ -13,7 +15,8 @@ _SHARED_ARGUMENTS = ("batch_size", "sample_weight", "class_weight", "shuffle",
 _EVAL_EVERY = 15
 
 
-def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **fit_kwargs):
+def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, one_cycle=None,
+                  **fit_kwargs):
     """Trains `model` with 1cycle, finding `max_lr` with a range test first.
 
     Without `max_lr`, `lr_range_test` runs on the same training data (and,
@@ -35,6 +38,10 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **f
         range_test: Optional dict of `lr_range_test` arguments (`num_steps`,
             `seed`, `repeats`, ...); only without `max_lr`. The bounds come
             from the default rule (`suggest_bounds()`).
+        one_cycle: Optional dict of `OneCycleLR` arguments other than
+            `max_lr` (`pct_start`, `final_div_factor`, `cycle_momentum`, ...),
+            checked before the range test runs. A `div_factor` here replaces
+            the suggested `max_lr / base_lr`.
         **fit_kwargs: Passed to `model.fit` (`batch_size`, `callbacks`,
             `validation_data`, ...); the data arguments and `verbose` also
             to the range test.
@@ -48,26 +55,51 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, **f
         ValueError: The range test found no trustworthy bounds (the message
             says why; pass `max_lr`), a model compiled with
             `steps_per_execution > 1` without `max_lr` (the range test needs
-            every step's logs), or what `fit` and `OneCycleLR` raise.
+            every step's logs), `max_lr` inside `one_cycle`, or what `fit`
+            and `OneCycleLR` raise.
+        TypeError: `one_cycle` is not a dict, or names an argument that
+            `OneCycleLR` does not take.
 
     Examples:
         >>> # history = fit_one_cycle(model, x, y, epochs=10, batch_size=64)
         >>> # history.range_test.plot(); history.history["val_accuracy"]
+        >>> # fit_one_cycle(model, x, y, epochs=10, one_cycle={"pct_start": 0.1})
     """
     if max_lr is not None and range_test is not None:
         raise ValueError("`range_test` sets up the range test that finds `max_lr`; with "
                          f"`max_lr` given none runs. Pass one of them. Received: "
                          f"max_lr={max_lr!r}, range_test={range_test!r}")
-    result, cycle = None, {}
+    result, cycle = None, _cycle_arguments(one_cycle)
     if max_lr is None:
         shared = {name: fit_kwargs[name] for name in _SHARED_ARGUMENTS if name in fit_kwargs}
         if fit_kwargs.get("validation_data") is not None:
             shared.update(validation_data=fit_kwargs["validation_data"], eval_every=_EVAL_EVERY)
         result = lr_range_test(model, x, y, **{**shared, **(range_test or {})})
         found = result.suggest_bounds()
-        max_lr, cycle["div_factor"] = found.max_lr, found.max_lr / found.base_lr
+        max_lr = found.max_lr
+        cycle.setdefault("div_factor", found.max_lr / found.base_lr)
     callback = OneCycleLR(max_lr, **cycle)
     callbacks = [callback, *(fit_kwargs.pop("callbacks", None) or [])]
     history = model.fit(x, y, epochs=epochs, callbacks=callbacks, **fit_kwargs)
     history.range_test = result
     return history
+
+
+def _cycle_arguments(one_cycle):
+    """A copy of `one_cycle`, checked as `OneCycleLR` checks its arguments (so a
+    bad one fails before a range test has run)."""
+    if one_cycle is None:
+        return {}
+    if not isinstance(one_cycle, dict):
+        raise TypeError("`one_cycle` must be a dict of `OneCycleLR` arguments, e.g. "
+                        f"{{'pct_start': 0.1}}. Received: one_cycle={one_cycle!r}")
+    if "max_lr" in one_cycle:
+        raise ValueError("`one_cycle` holds `OneCycleLR`'s other arguments: pass `max_lr` to "
+                         f"`fit_one_cycle` itself. Received: one_cycle={one_cycle!r}")
+    known = set(inspect.signature(OneCycleLR).parameters) - {"max_lr"}
+    unknown = sorted(set(one_cycle) - known)
+    if unknown:
+        raise TypeError(f"`one_cycle` names arguments `OneCycleLR` does not take: {unknown}; "
+                        f"it takes {sorted(known)}. Received: one_cycle={one_cycle!r}")
+    OneCycleLR(1.0, **one_cycle)  # checks the values; the real max_lr comes later
+    return dict(one_cycle)

@@ -147,6 +147,53 @@ def test_fit_one_cycle_with_max_lr_runs_no_range_test(digits):
         fit_one_cycle(mlp(), x, y, epochs=1, max_lr=0.1, range_test={"seed": 0})
 
 
+def test_fit_one_cycle_shapes_its_cycle_with_one_cycle_arguments(digits):
+    x, y = digits
+    steps = 2 * int(np.ceil(1200 / 64))
+    ends = [steps // 2 - 1, steps - 1]  # the LR logged at each epoch's end
+    history = fit_one_cycle(mlp(), x[:1200], y[:1200], epochs=2, batch_size=64, verbose=0,
+                            range_test=dict(seed=0), one_cycle={"pct_start": 0.1})
+    found = history.range_test.suggest_bounds()  # the suggested base stays with a warm-up
+    expected = OneCycle(found.max_lr, steps, pct_start=0.1,
+                        div_factor=found.max_lr / found.base_lr)
+    np.testing.assert_allclose(history.history["learning_rate"], expected.values(ends),
+                               rtol=1e-5)
+    model = mlp()
+    history = fit_one_cycle(model, x[:1200], y[:1200], epochs=2, batch_size=64, verbose=0,
+                            range_test=dict(seed=0), one_cycle={
+                                "div_factor": 5.0, "final_div_factor": 10.0,
+                                "cycle_momentum": False})
+    found = history.range_test.suggest_bounds()  # its max_lr, with the div_factor given
+    expected = OneCycle(found.max_lr, steps, div_factor=5.0, final_div_factor=10.0)
+    np.testing.assert_allclose(history.history["learning_rate"], expected.values(ends),
+                               rtol=1e-5)
+    assert float(model.optimizer.momentum) == 0.9, "cycle_momentum=False reached the callback"
+
+
+@pytest.mark.parametrize("one_cycle, error, fragment", [
+    ("pct_start=0.1", TypeError, "must be a dict"),
+    ({"max_lr": 0.1}, ValueError, "pass `max_lr` to `fit_one_cycle` itself"),
+    ({"pct": 0.1}, TypeError, r"does not take: \['pct'\]"),
+    ({"pct_start": 1.5}, ValueError, "pct_start=1.5"),
+])
+def test_fit_one_cycle_refuses_bad_one_cycle_arguments_before_any_training(
+        digits, monkeypatch, one_cycle, error, fragment):
+    import keras_clr.fitting
+
+    def no_range_test(*args, **kwargs):
+        raise AssertionError("the range test ran before the arguments were checked")
+
+    monkeypatch.setattr(keras_clr.fitting, "lr_range_test", no_range_test)
+    x, y = digits
+    model = mlp()
+    weights = [w.copy() for w in model.get_weights()]
+    with pytest.raises(error, match=fragment):
+        fit_one_cycle(model, x, y, epochs=1, batch_size=64, one_cycle=one_cycle)
+    for before, after in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0
+
+
 def test_fit_one_cycle_sweeps_only_the_rows_its_fit_trains_on(digits, monkeypatch):
     import keras_clr.fitting
 
