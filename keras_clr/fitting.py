@@ -1,6 +1,7 @@
 """One call from a compiled model to a trained one: `fit_one_cycle`."""
 
 import inspect
+from collections.abc import Mapping
 
 from keras_clr.callbacks import OneCycleLR
 from keras_clr.range_test import lr_range_test
@@ -39,9 +40,11 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, one
             `seed`, `repeats`, ...); only without `max_lr`. The bounds come
             from the default rule (`suggest_bounds()`).
         one_cycle: Optional dict of `OneCycleLR` arguments other than
-            `max_lr` (`pct_start`, `final_div_factor`, `cycle_momentum`, ...),
-            checked before the range test runs. A `div_factor` here replaces
-            the suggested `max_lr / base_lr`.
+            `max_lr` and `verbose` (`pct_start`, `final_div_factor`,
+            `cycle_momentum`, ...), checked before the range test runs (all
+            but the check that the fit is long enough for every phase, made
+            when `fit` starts). A `div_factor` here replaces the suggested
+            `max_lr / base_lr`.
         **fit_kwargs: Passed to `model.fit` (`batch_size`, `callbacks`,
             `validation_data`, ...); the data arguments and `verbose` also
             to the range test.
@@ -57,8 +60,8 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, one
             `steps_per_execution > 1` without `max_lr` (the range test needs
             every step's logs), `max_lr` inside `one_cycle`, or what `fit`
             and `OneCycleLR` raise.
-        TypeError: `one_cycle` is not a dict, or names an argument that
-            `OneCycleLR` does not take.
+        TypeError: `one_cycle` is not a dict, names an argument it does not
+            take, or holds a value of the wrong type.
 
     Examples:
         >>> # history = fit_one_cycle(model, x, y, epochs=10, batch_size=64)
@@ -90,16 +93,16 @@ def _cycle_arguments(one_cycle):
     bad one fails before a range test has run)."""
     if one_cycle is None:
         return {}
-    if not isinstance(one_cycle, dict):
+    if not isinstance(one_cycle, Mapping):
         raise TypeError("`one_cycle` must be a dict of `OneCycleLR` arguments, e.g. "
                         f"{{'pct_start': 0.1}}. Received: one_cycle={one_cycle!r}")
     if "max_lr" in one_cycle:
         raise ValueError("`one_cycle` holds `OneCycleLR`'s other arguments: pass `max_lr` to "
                          f"`fit_one_cycle` itself. Received: one_cycle={one_cycle!r}")
-    known = set(inspect.signature(OneCycleLR).parameters) - {"max_lr"}
-    unknown = sorted(set(one_cycle) - known)
+    known = set(inspect.signature(OneCycleLR).parameters) - {"max_lr", "verbose"}
+    unknown = sorted(set(one_cycle) - known, key=str)
     if unknown:
-        raise TypeError(f"`one_cycle` names arguments `OneCycleLR` does not take: {unknown}; "
-                        f"it takes {sorted(known)}. Received: one_cycle={one_cycle!r}")
+        raise TypeError(f"`one_cycle` takes {sorted(known)}; it does not take {unknown}. "
+                        f"Received: one_cycle={one_cycle!r}")
     OneCycleLR(1.0, **one_cycle)  # checks the values; the real max_lr comes later
     return dict(one_cycle)

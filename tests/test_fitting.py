@@ -158,22 +158,26 @@ def test_fit_one_cycle_shapes_its_cycle_with_one_cycle_arguments(digits):
                         div_factor=found.max_lr / found.base_lr)
     np.testing.assert_allclose(history.history["learning_rate"], expected.values(ends),
                                rtol=1e-5)
-    model = mlp()
+    model, shape = mlp(), {"div_factor": 5.0, "final_div_factor": 10.0, "cycle_momentum": False}
     history = fit_one_cycle(model, x[:1200], y[:1200], epochs=2, batch_size=64, verbose=0,
-                            range_test=dict(seed=0), one_cycle={
-                                "div_factor": 5.0, "final_div_factor": 10.0,
-                                "cycle_momentum": False})
+                            range_test=dict(seed=0), one_cycle=shape)
     found = history.range_test.suggest_bounds()  # its max_lr, with the div_factor given
     expected = OneCycle(found.max_lr, steps, div_factor=5.0, final_div_factor=10.0)
     np.testing.assert_allclose(history.history["learning_rate"], expected.values(ends),
                                rtol=1e-5)
     assert float(model.optimizer.momentum) == 0.9, "cycle_momentum=False reached the callback"
+    assert shape == {"div_factor": 5.0, "final_div_factor": 10.0, "cycle_momentum": False}
+    history = fit_one_cycle(mlp(), x[:256], y[:256], epochs=1, max_lr=0.1, batch_size=64,
+                            verbose=0, one_cycle={"div_factor": 5.0, "final_div_factor": 10.0})
+    assert history.history["learning_rate"] == pytest.approx([0.1 / 5 / 10], rel=1e-4)
 
 
 @pytest.mark.parametrize("one_cycle, error, fragment", [
     ("pct_start=0.1", TypeError, "must be a dict"),
     ({"max_lr": 0.1}, ValueError, "pass `max_lr` to `fit_one_cycle` itself"),
-    ({"pct": 0.1}, TypeError, r"does not take: \['pct'\]"),
+    ({"pct": 0.1, 1: 2}, TypeError, r"does not take \[1, 'pct'\]"),
+    ({"verbose": 1}, TypeError, r"does not take \['verbose'\]"),
+    ({"pct_start": "0.1"}, TypeError, "pct_start='0.1'"),
     ({"pct_start": 1.5}, ValueError, "pct_start=1.5"),
 ])
 def test_fit_one_cycle_refuses_bad_one_cycle_arguments_before_any_training(
