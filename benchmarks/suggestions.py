@@ -924,7 +924,7 @@ class Settings:
 
 QUICK = Settings(grid_points=2, refine=False, widen=0, hand_multiples=(1,), subsample_batches=12,
                  epochs=1)
-QUICK_SWEEP = SweepConfig(num_steps=20, eval_every=4)
+QUICK_SWEEP = SweepConfig(num_steps=40, eval_every=4)  # 20 steps: refused as flat
 
 
 def best_of(runs):
