@@ -230,7 +230,8 @@ class CyclicLR(keras.callbacks.Callback):
             self._add_to_logs(logs, max(current_step(self.model) - 1, 0))
         self._expected_lr = float(logs["learning_rate"])
         if self.verbose:
-            print(f"\nEpoch {epoch + 1}: CyclicLR learning_rate={self._expected_lr:.6g}")
+            print(f"\nEpoch {epoch + 1}: {type(self).__name__} "
+                  f"learning_rate={self._expected_lr:.6g}")
 
     def on_train_end(self, logs=None):
         """Puts the optimizer's plain LR and momentum back (the last ones used).

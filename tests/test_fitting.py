@@ -68,6 +68,15 @@ def test_momentum_is_cycled_where_the_optimizer_has_it():
     assert "momentum" not in callback.history and plain.optimizer.momentum == 0.0
 
 
+def test_verbose_prints_each_epochs_last_learning_rate_under_the_callbacks_name(capsys):
+    model = probe_model(keras.optimizers.SGD(0.01))
+    fit(model, 5, [OneCycleLR(max_lr=1.0, cycle_momentum=False, verbose=1)], epochs=2)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    expected = OneCycle(1.0, 10).values([4, 9])
+    assert lines == [f"Epoch {e + 1}: OneCycleLR learning_rate={lr:.6g}"
+                     for e, lr in enumerate(expected)]
+
+
 def test_data_of_unknown_length_needs_steps_per_epoch():
     x, y = probe_data(6)
     data = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(4)
