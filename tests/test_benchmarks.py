@@ -302,29 +302,9 @@ def test_peak_and_base_rules_move_only_their_bound():
     assert ours.pct_start is None
 
 
-def test_pipeline_runs_warm_up_as_asked_and_cache_each_warm_up_apart(monkeypatch, tmp_path):
-    suggestions = benchmark("suggestions")
-    peaks = []
-
-    def train(task, seed, data, learning_rate, epochs, callbacks=(), momentum=None):
-        schedule = callbacks[0].schedule
-        peaks.append(int(np.argmax(schedule.values(np.arange(schedule.total_steps)))))
-        return {"test": 0.5}
-
-    monkeypatch.setattr(suggestions, "train", train)
-    data = {"train": (np.zeros((160, 2)), np.zeros(160))}  # 10 steps an epoch at batch 16
-    trainer = suggestions.Trainer(suggestions.TASKS["moons_mlp"], 0, data,
-                                  suggestions.Cache(tmp_path), epochs=10)
-    assert trainer.steps_per_epoch == 10
-    for pct in (None, 0.1, 0.45, None):  # the last is read from the cache
-        trainer.pipeline(0.1, 25, pct_start=pct)
-    assert peaks == [29, 9, 44]  # OneCycle's default warm-up is 0.3 of 100 steps
-    params = sorted(str(json.loads(path.read_text())["key"]["params"].get("pct", "absent"))
-                    for path in tmp_path.glob("moons_mlp/seed0/1cycle_*.json"))
-    assert params == ["0.1", "0.45", "absent"]  # the default's key has no "pct": old caches hold
-
-
-def test_a_rules_warm_up_reaches_its_pipeline_and_its_hand_grid(monkeypatch, tmp_path):
+def trainer_recording_warm_ups(monkeypatch, tmp_path):
+    """The suggestions module, a `Trainer` of 100-step runs (10 epochs of 10) whose training
+    is faked, and the list it fills with each pipeline's peak step."""
     suggestions = benchmark("suggestions")
     peaks = []
 
@@ -338,6 +318,22 @@ def test_a_rules_warm_up_reaches_its_pipeline_and_its_hand_grid(monkeypatch, tmp
     data = {"train": (np.zeros((160, 2)), np.zeros(160))}  # 10 steps an epoch at batch 16
     trainer = suggestions.Trainer(suggestions.TASKS["moons_mlp"], 0, data,
                                   suggestions.Cache(tmp_path), epochs=10)
+    assert trainer.steps_per_epoch == 10
+    return suggestions, trainer, peaks
+
+
+def test_pipeline_runs_warm_up_as_asked_and_cache_each_warm_up_apart(monkeypatch, tmp_path):
+    _, trainer, peaks = trainer_recording_warm_ups(monkeypatch, tmp_path)
+    for pct in (None, 0.1, 0.45, None):  # the last is read from the cache
+        trainer.pipeline(0.1, 25, pct_start=pct)
+    assert peaks == [29, 9, 44]  # OneCycle's default warm-up is 0.3 of 100 steps
+    params = sorted(str(json.loads(path.read_text())["key"]["params"].get("pct", "absent"))
+                    for path in tmp_path.glob("moons_mlp/seed0/1cycle_*.json"))
+    assert params == ["0.1", "0.45", "absent"]  # the default's key has no "pct": old caches hold
+
+
+def test_a_rules_warm_up_reaches_its_pipeline_and_its_hand_grid(monkeypatch, tmp_path):
+    suggestions, trainer, peaks = trainer_recording_warm_ups(monkeypatch, tmp_path)
     rule = suggestions.Rule("warm", "val", lambda sweep: suggestions.Suggestion(
         0.04, 0.1, 0.004, "a test", pct_start=0.1))
     sweep = types.SimpleNamespace(history=pd.DataFrame(index=range(20)), stop_reason="finished")
