@@ -72,7 +72,6 @@ CLR_POLICIES = ("triangular", "triangular2", "exp_range", "1cycle")
 # The keras-clr rule, the same for every task, optimizer and seed (see the module docstring).
 HALF_CYCLE_EPOCHS = 4  # step_size: Smith (2017) recommends 2-10 epochs
 MOMENTA = (0.85, 0.95)  # momentum / beta_1 at the LR's peak and trough (Smith, 2018)
-DEFAULT_DIVISOR = BASE_BELOW_PEAK  # the suggested base_lr is max_lr / 25
 DEFAULT_PCT_START = inspect.signature(OneCycle).parameters["pct_start"].default  # 0.3
 
 
@@ -291,9 +290,9 @@ def main(argv=None):
                         help="also train 1cycle warming up for these shares of the budget")
     args = parser.parse_args(argv)
     divisors = numbers(parser, args.base_divisors, "--base-divisors")
-    if any(d <= 1 or d == DEFAULT_DIVISOR for d in divisors):
+    if any(d <= 1 or d == BASE_BELOW_PEAK for d in divisors):
         parser.error(f"--base-divisors: each must be > 1 (a base below the peak) and not "
-                     f"{DEFAULT_DIVISOR:g} (the default, always run); got {args.base_divisors}")
+                     f"{BASE_BELOW_PEAK:g} (the default, always run); got {args.base_divisors}")
     pct_starts = numbers(parser, args.pct_starts, "--pct-starts")
     if any(not 0 < p < 1 or p == DEFAULT_PCT_START for p in pct_starts):
         parser.error(f"--pct-starts: each must be in (0, 1) and not {DEFAULT_PCT_START:g} "
