@@ -288,7 +288,8 @@ def _require_signal(change, smoothed_noise, level, metric, word):
         raise ValueError(
             f"The {metric!r} curve shows no clear {word} over the sweep "
             f"({word} {change:.3g} from {level:.4g}, smoothed noise {smoothed_noise:.3g}): it "
-            "is flat or pure noise. Sweep a wider LR range, more steps, or another metric."
+            "is flat or pure noise. Sweep more steps per decade (a model that starts slowly "
+            "needs them), a range reaching higher LRs, or another metric."
         )
 
 

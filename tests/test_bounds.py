@@ -76,7 +76,7 @@ def test_nan_tail_is_dropped():
 def test_flat_or_pure_noise_curve_is_refused(rule):
     rng = np.random.default_rng(1)
     lrs = np.linspace(0.001, 0.1, 300)
-    with pytest.raises(ValueError, match="flat or pure noise"):
+    with pytest.raises(ValueError, match="flat or pure noise. Sweep more steps per decade"):
         rule(lrs, np.full(lrs.size, 0.5))
     with pytest.raises(ValueError, match="flat or pure noise"):
         rule(lrs, 0.5 + rng.normal(0, 0.05, lrs.size))
