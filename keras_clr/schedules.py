@@ -31,6 +31,7 @@ _NATURAL_SCALE_MODE = {
 _HOST_OPS = types.SimpleNamespace(
     cast=lambda x, dtype: np.asarray(x).astype(dtype),
     float="float64",
+    int="int64",
     where=np.where,
     minimum=np.minimum,
     mod=np.mod,
@@ -45,6 +46,7 @@ _HOST_OPS = types.SimpleNamespace(
 _SCALAR_OPS = types.SimpleNamespace(
     cast=lambda x, dtype: int(x) if dtype.startswith("int") else float(x),
     float="float64",
+    int="int64",
     where=lambda condition, a, b: a if condition else b,
     minimum=min,
     mod=lambda a, b: a % b,
@@ -55,10 +57,11 @@ _SCALAR_OPS = types.SimpleNamespace(
 
 
 def _graph_ops():
-    """The same namespace over `keras.ops`, in the backend's float type."""
+    """The same namespace over `keras.ops`, in the backend's float and step types."""
     return types.SimpleNamespace(
         cast=ops.cast,
         float=keras.backend.floatx(),
+        int=_step_dtype(),
         where=ops.where,
         minimum=ops.minimum,
         mod=ops.mod,
@@ -66,6 +69,17 @@ def _graph_ops():
         exp=ops.exp,
         cos=ops.cos,
     )
+
+
+def _step_dtype():
+    """int64, but int32 on JAX without x64: its steps are int32 there, and a cast
+    to int64 would only warn and truncate."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return "int32"
+    return "int64"
 
 
 def _eager_host_step(step):
@@ -262,7 +276,7 @@ class CyclicalLearningRate(_StepSchedule):
         return max_momentum, base_momentum
 
     def _curve(self, xp, step, low, high):
-        step = xp.cast(step, "int64")
+        step = xp.cast(step, xp.int)
         period = self.step_size + self.step_size_down
         position = xp.cast(xp.mod(step, period), xp.float)  # exact integer arithmetic
         height = xp.where(
@@ -275,8 +289,9 @@ class CyclicalLearningRate(_StepSchedule):
     def _scale(self, xp, step, period):
         if self.mode == "triangular" and self.scale_fn is None:
             return 1.0
-        # The tensor's own `//` keeps int64 on every backend (Keras' torch
-        # `ops.floor_divide` returns int32, which wraps past 2**31 cycles).
+        # The tensor's own `//` keeps the step's integer type (int64 but on JAX
+        # without x64; Keras' torch `ops.floor_divide` returns int32, which
+        # wraps past 2**31 cycles).
         cycle_index = step // period  # 0-based
         if self.scale_fn is not None:
             x = cycle_index + 1 if self.scale_mode == "cycle" else step

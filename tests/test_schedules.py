@@ -1,5 +1,6 @@
 import json
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -164,6 +165,7 @@ def test_accepts_python_int_numpy_array_and_int64_variable():
     assert graph_values(schedule, np.array([[1, 2], [3, 4]])).tolist() == [[2, 3], [4, 5]]
     variable = keras.Variable(5, dtype="int64", trainable=False)
     assert float(schedule(variable)) == 4.0
+
 
 
 def test_custom_scale_fn_by_cycle_and_by_iteration():
@@ -344,6 +346,16 @@ ALL_SCHEDULES = [
     OneCycle(0.3, 1000, pct_start=0.25, anneal_strategy="linear", three_phase=True, name="oc"),
     CyclicalLearningRate(0.0, 0.1, 7, scale_fn=PowerDecay(0.5)),
 ]
+
+
+@pytest.mark.parametrize("schedule", ALL_SCHEDULES)
+def test_evaluating_at_the_optimizers_step_warns_nothing(schedule):
+    # On JAX without x64, a cast to int64 warned (and truncated) on every fit.
+    iterations = keras.optimizers.SGD().iterations
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        schedule(iterations)
+        schedule.momentum(iterations, 0.85, 0.95)
 
 
 @pytest.mark.parametrize("schedule", ALL_SCHEDULES)
