@@ -4,6 +4,7 @@ Every private Keras hook keras-clr relies on sits behind one small function
 here (or in `_in_graph.py`), with a comment naming what it relies on.
 """
 
+import contextlib
 import sys
 
 import keras
@@ -22,6 +23,17 @@ except ImportError:
 def is_variable(value):
     """Whether `value` is a Keras variable (an optimizer's float LR is one)."""
     return isinstance(value, (keras.Variable, _KerasVariable))
+
+
+def build_optimizer(model):
+    """Builds the model's optimizer (if `fit` has not) where `fit` would: inside
+    the model's `tf.distribute` strategy scope on TensorFlow, whose variables
+    need one (the trainer's `distribute_strategy`; other backends have none)."""
+    if model.optimizer.built:
+        return
+    strategy = getattr(model, "distribute_strategy", None)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model.optimizer.build(model.trainable_variables)
 
 
 def inner_optimizer(model):

@@ -17,6 +17,7 @@ from keras_clr import _checks, bounds
 from keras_clr._in_graph import Installation, claim, remove_stale
 from keras_clr._optimizer import (
     accumulation_steps,
+    build_optimizer,
     current_step,
     flatten,
     inner_optimizer,
@@ -664,8 +665,7 @@ def lr_range_test(
     refuse_multi_step_execution(model, "lr_range_test")
     learning_rate_variable(model, "lr_range_test")
     callbacks = list(fit_kwargs.pop("callbacks", None) or [])
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)  # so all its state can be saved
+    build_optimizer(model)  # so all its state can be saved
     saved = [(v, np.array(v.numpy(), copy=True)) for v in _state_variables(model)]
     try:
         for repeat, sweep in enumerate(sweeps):

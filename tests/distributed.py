@@ -71,8 +71,10 @@ def run_routes(scope, replica_values, train):
     return results
 
 
-def range_test_restores(scope, replica_values):
-    """Runs `lr_range_test` on a small classifier; True if every replica is restored."""
+def range_test_restores(scope, replica_values, fit_first):
+    """Runs `lr_range_test` on a small classifier, after a short fit or, as a user
+    starts, before any (the test then builds the optimizer, outside the scope);
+    True if every replica of every variable is restored."""
     import keras
 
     from keras_clr import lr_range_test
@@ -85,7 +87,8 @@ def range_test_restores(scope, replica_values):
                                   keras.layers.Dense(3, activation="softmax")])
         model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
-    model.fit(x, y, batch_size=16, verbose=0)
+    if fit_first:
+        model.fit(x, y, batch_size=16, verbose=0)
     variables = [*model.variables, *model.optimizer.variables]
     before = [[np.array(r, copy=True) for r in replica_values(v)] for v in variables]
     result = lr_range_test(model, x, y, start_lr=1e-4, end_lr=1.0, mode="exponential",
@@ -119,7 +122,8 @@ def mirrored():
     return {
         "replicas": strategy.num_replicas_in_sync,
         "routes": run_routes(strategy.scope, replica_values, fit_probe),
-        "range_test": range_test_restores(strategy.scope, replica_values),
+        "range_test": range_test_restores(strategy.scope, replica_values, fit_first=True),
+        "range_test_first": range_test_restores(strategy.scope, replica_values, fit_first=False),
     }
 
 
@@ -140,7 +144,9 @@ def data_parallel():
     return {
         "replicas": len(distribution.device_mesh.devices.ravel()),
         "routes": run_routes(contextlib.nullcontext, replica_values, fit_probe),
-        "range_test": range_test_restores(contextlib.nullcontext, replica_values),
+        "range_test": range_test_restores(contextlib.nullcontext, replica_values, fit_first=True),
+        "range_test_first": range_test_restores(contextlib.nullcontext, replica_values,
+                                                fit_first=False),
     }
 
 
