@@ -26,13 +26,15 @@ def is_variable(value):
 
 
 def build_optimizer(model):
-    """Builds the model's optimizer (if `fit` has not) where `fit` would: inside
-    the model's `tf.distribute` strategy scope on TensorFlow, whose variables
-    need one (the trainer's `distribute_strategy`; other backends have none)."""
+    """Builds the model's optimizer if `fit` has not, inside the model's
+    `tf.distribute` strategy scope on TensorFlow (the trainer's
+    `distribute_strategy`; other backends have none): under a strategy, its
+    variables must be created there, one copy per replica."""
     if model.optimizer.built:
         return
     strategy = getattr(model, "distribute_strategy", None)
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
         model.optimizer.build(model.trainable_variables)
 
 

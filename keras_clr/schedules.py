@@ -289,8 +289,8 @@ class CyclicalLearningRate(_StepSchedule):
     def _scale(self, xp, step, period):
         if self.mode == "triangular" and self.scale_fn is None:
             return 1.0
-        # The tensor's own `//` keeps the step's integer type (int64 but on JAX
-        # without x64; Keras' torch `ops.floor_divide` returns int32, which
+        # The tensor's own `//` keeps the step's integer type (int64, or int32 on
+        # JAX without x64; Keras' torch `ops.floor_divide` returns int32, which
         # wraps past 2**31 cycles).
         cycle_index = step // period  # 0-based
         if self.scale_fn is not None:

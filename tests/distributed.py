@@ -73,8 +73,9 @@ def run_routes(scope, replica_values, train):
 
 def range_test_restores(scope, replica_values, fit_first):
     """Runs `lr_range_test` on a small classifier, after a short fit or, as a user
-    starts, before any (the test then builds the optimizer, outside the scope);
-    True if every replica of every variable is restored."""
+    starts, before any (`lr_range_test` then builds the optimizer, outside the
+    scope); True if every replica of every variable is restored, and the
+    optimizer variables it built are zero on both replicas."""
     import keras
 
     from keras_clr import lr_range_test
@@ -97,6 +98,12 @@ def range_test_restores(scope, replica_values, fit_first):
     restored = all(
         len(a) == len(b) == 2 and all(np.array_equal(x, y) for x, y in zip(a, b))
         for a, b in zip(after, before)
+    )
+    known = {id(v) for v in variables}
+    built = [v for v in model.optimizer.variables if id(v) not in known]  # Adam's moments
+    restored &= fit_first != bool(built) and all(
+        len(replicas) == 2 and not any(np.any(r) for r in replicas)
+        for replicas in map(replica_values, built)
     )
     return {"restored": restored, "rows": len(result.history), "stop": result.stop_reason}
 

@@ -1,5 +1,6 @@
 """The manual builds strictly (a broken link or API reference fails the suite), and its
-code blocks import what they use and call keras-clr with arguments it takes."""
+code blocks import the modules they use and pass keras-clr's public names keyword
+arguments they take (methods and positional arguments are not checked)."""
 
 import ast
 import inspect
@@ -7,6 +8,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import textwrap
 
 import keras
 
@@ -25,15 +27,22 @@ def test_mkdocs_builds_strictly(tmp_path):
 
 
 # The modules a snippet may use once a block of its page has imported them.
-_IMPORTABLE = {"keras", "keras_clr", "math", "np", "pd", "plt", "tf", *keras_clr.__all__}
+_IMPORTABLE = {"jax", "json", "keras", "keras_clr", "math", "np", "ops", "os", "pd", "plt",
+               "tf", "torch", *keras_clr.__all__}
+_FENCE = re.compile(r"^([ \t]*)```(?:python|py)\b[^\n]*\n(.*?)^\1```", re.S | re.M)
 
 
 def _python_blocks():
-    """Every ```python block of the README and the manual, with its page and line."""
+    """Every ```python (or ```py) block of the README and the manual, with its page and
+    line; indented ones (in a list item) dedented."""
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         text = page.read_text()
-        for match in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M):
-            yield page.name, text.count("\n", 0, match.start()) + 2, match.group(1)
+        blocks = list(_FENCE.finditer(text))
+        opened = re.findall(r"^[ \t]*```(?:python|py)\b", text, re.M)
+        assert len(blocks) == len(opened), f"{page.name}: a python block is not closed"
+        for match in blocks:
+            yield (page.name, text.count("\n", 0, match.start()) + 2,
+                   textwrap.dedent(match.group(2)))
 
 
 def _imported_names(tree):
@@ -43,17 +52,24 @@ def _imported_names(tree):
 
 
 def _keyword_errors(tree):
-    """Keyword arguments that keras-clr's public callables do not take (those with
-    `**fit_kwargs` pass the rest to `fit`)."""
+    """Keyword arguments that keras-clr's public names (called as `name(...)` or
+    `keras_clr.name(...)`) do not take; those with `**fit_kwargs` pass the rest to `fit`."""
     errors = []
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id in keras_clr.__all__):
-            parameters = dict(inspect.signature(getattr(keras_clr, node.func.id)).parameters)
-            if parameters.pop("fit_kwargs", None):
-                parameters |= inspect.signature(keras.Model.fit).parameters
-            errors += [f"{node.func.id}({k.arg}=...)" for k in node.keywords
-                       if k.arg is not None and k.arg not in parameters]
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and getattr(func.value, "id", None) == "keras_clr":
+            name = func.attr
+        else:
+            name = getattr(func, "id", None)
+        if name not in keras_clr.__all__:
+            continue
+        parameters = dict(inspect.signature(getattr(keras_clr, name)).parameters)
+        if parameters.pop("fit_kwargs", None):
+            parameters |= inspect.signature(keras.Model.fit).parameters
+        errors += [f"{name}({k.arg}=...)" for k in node.keywords
+                   if k.arg is not None and k.arg not in parameters]
     return errors
 
 

@@ -167,7 +167,6 @@ def test_accepts_python_int_numpy_array_and_int64_variable():
     assert float(schedule(variable)) == 4.0
 
 
-
 def test_custom_scale_fn_by_cycle_and_by_iteration():
     by_cycle = CyclicalLearningRate(0.0, 1.0, 2, scale_fn=halve_every_other_cycle)
     assert by_cycle.values([2, 6, 10, 14]).tolist() == [1.0, 1.0, 0.5, 0.5]
@@ -353,7 +352,7 @@ def test_evaluating_at_the_optimizers_step_warns_nothing(schedule):
     # On JAX without x64, a cast to int64 warned (and truncated) on every fit.
     iterations = keras.optimizers.SGD().iterations
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         schedule(iterations)
         schedule.momentum(iterations, 0.85, 0.95)
 
