@@ -88,6 +88,13 @@ momentum_value = _number(float, lambda v: 0 <= v < 1, "a momentum in [0, 1)")
 random_seed = _number(_integer, lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1")
 
 
+def path_option(text):
+    """A path; an empty one (an unset shell variable) would mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
+    return pathlib.Path(text)
+
+
 def build_parser():
     parser = _Parser(prog=PROG, description="Cyclical learning rates and the LR range test "
                      "for Keras 3.", epilog=f"Set {DEBUG_VARIABLE}=1 to see TensorFlow's own "
@@ -112,7 +119,7 @@ def _add_demo(commands):
     )
     demo.add_argument("--quick", action="store_true",
                       help="smaller budget: 12 epochs per policy, a 3-point grid")
-    demo.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/demo"),
+    demo.add_argument("--out", type=path_option, default=pathlib.Path("out/demo"),
                       help="output folder (default: out/demo)")
     demo.add_argument("--seed", type=random_seed, default=0, help="random seed (default: 0)")
 
@@ -133,7 +140,7 @@ def _add_plot_schedule(commands):
         "--base-momentum 0.85 --max-momentum 0.95 --out 1cycle.png",
     )
     plot.add_argument("--max-lr", type=positive_float, required=True, help="peak LR")
-    plot.add_argument("--out", type=pathlib.Path, required=True,
+    plot.add_argument("--out", type=path_option, required=True,
                       help="image file to write; its extension picks the format")
     plot.add_argument("--steps", type=step_count,
                       help="steps to draw (default: 3 cycles, or --total-steps); beyond "
@@ -178,17 +185,17 @@ def _add_range_test(commands):
         "  keras-clr range-test --model model.keras --custom-objects my_layers.py "
         "--data train.npz --metric loss --method steepest --out out/range-test",
     )
-    test.add_argument("--model", type=pathlib.Path, required=True,
+    test.add_argument("--model", type=path_option, required=True,
                       help="a compiled model saved as .keras (or legacy .h5)")
     test.add_argument("--custom-objects", metavar="MODULE", action="append",
                       help="import this module (a dotted name or a .py file) first, so that "
                       "the custom objects it registers with "
                       "keras.saving.register_keras_serializable load; repeatable")
-    test.add_argument("--data", type=pathlib.Path, required=True,
+    test.add_argument("--data", type=path_option, required=True,
                       help="an .npz file (np.savez) with the inputs and targets")
     test.add_argument("--x", default="x", help="key of the inputs in --data (default: x)")
     test.add_argument("--y", default="y", help="key of the targets in --data (default: y)")
-    test.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
+    test.add_argument("--out", type=path_option, required=True, help="output folder")
     sweep = test.add_argument_group("sweep")
     sweep.add_argument("--start-lr", type=non_negative_float, default=1e-7,
                        help="default: 1e-7; 0 only with --mode linear")
@@ -206,7 +213,8 @@ def _add_range_test(commands):
                        help="seeds Keras and the --val-split shuffle (default: 0)")
     sweep.add_argument("--repeats", type=positive_int, default=1,
                        help="sweeps from the same start, read by their median curve; the "
-                       "spread of their own suggestions is printed (default: 1)")
+                       "spread of their own suggestions is printed (default: 1; at most "
+                       f"{MAX_SWEEP_STEPS} steps over all sweeps)")
     reading = test.add_argument_group("bounds")
     reading.add_argument("--metric", help="recorded column to read the bounds from "
                          "(default: loss)")
@@ -324,6 +332,7 @@ def run_demo(args):
     _check_writable(args.out, DEMO_OUTPUTS, "--out")
     log = functools.partial(print, flush=True)
     log("loading Keras ...")
+    _import_keras()
     from keras_clr import demo
 
     summary = demo.run_demo(args.out, quick=args.quick, seed=args.seed, log=log)
@@ -341,6 +350,7 @@ def plot_schedule(args):
     _check_schedule_options(args)
     _check_image_file(args.out)
     _check_writable(args.out.parent, [args.out.name], "--out")
+    _import_keras()
     schedule = _schedule(args)
     steps = args.steps or _default_steps(schedule)
     from matplotlib.figure import Figure
@@ -443,6 +453,10 @@ def range_test(args):
     labels = y
     (x, y), validation = _split(x, y, args.val_split, args.seed)
     num_steps = _sweep_length(args, len(x))
+    if args.repeats * num_steps > MAX_SWEEP_STEPS:
+        raise UsageError(f"--repeats {args.repeats} sweeps of {num_steps} steps make "
+                         f"{args.repeats * num_steps} steps; range-test sweeps at most "
+                         f"{MAX_SWEEP_STEPS} steps in all")
     _check_model_file(args.model)
     _import_keras(args.seed)
     _import_custom_objects(args.custom_objects or [])
@@ -535,6 +549,8 @@ def _sweep_length(args, rows):
 
 
 def _check_file(path, option):
+    if path.is_dir():
+        raise UsageError(f"{option}: {path} is a folder, not a file")
     if not path.is_file():
         raise UsageError(f"{option}: no such file: {path}")
 
@@ -568,10 +584,19 @@ def _check_model_file(path):
                          "writes); was it cut short, or is it another kind of file?")
 
 
-def _import_keras(seed):
-    import keras
-
-    keras.utils.set_random_seed(seed)
+def _import_keras(seed=None):
+    """Imports Keras (and seeds it); a backend it cannot import is named by the user's
+    KERAS_BACKEND, so that is bad input (status 2), not an unexpected error."""
+    try:
+        import keras
+    except (ImportError, ValueError) as error:
+        backend = os.environ.get("KERAS_BACKEND")
+        if not backend:
+            raise  # a broken installation
+        raise UsageError(f"KERAS_BACKEND={backend}: Keras cannot run on it: "
+                         f"{_keras_message(error)}") from None
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
 
 
 def _import_custom_objects(modules):
@@ -593,9 +618,14 @@ def _import_custom_objects(modules):
 
 
 def _load_model(path):
+    import logging
+
     import keras
 
+    absl = logging.getLogger("absl")  # the legacy loader logs through it
+    level = absl.level
     try:
+        absl.setLevel(logging.ERROR)
         with warnings.catch_warnings():
             # A model saved before its first fit has an unbuilt optimizer; Keras
             # warns that it skips the (empty) optimizer state. Nothing is lost.
@@ -606,8 +636,15 @@ def _load_model(path):
         if "Could not locate" in message:
             message += " Pass the module that registers it with --custom-objects MODULE."
         raise UsageError(f"--model: cannot load {path}: {message}") from None
+    finally:
+        absl.setLevel(level)
     if not getattr(model, "compiled", False) or model.optimizer is None:
         raise UsageError(f"--model: {path} is not compiled; save it after model.compile(...)")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        # Keras' legacy loader marks the optimizer built with none of its state
+        # variables, so no fit could run; compiling afresh from the saved
+        # configuration builds it anew (the sweep starts from a fresh state anyway).
+        model.compile_from_config(model.get_compile_config())
     return model
 
 
@@ -635,11 +672,20 @@ def _check_class_labels(model, y):
     labels = y[y != ignored] if ignored is not None else y
     if classes is None or labels.size == 0:
         return
+    if labels.ndim > 1 and labels.shape[1:] != (1,):
+        raise UsageError(f"--data does not fit --model: the labels (--y) have shape "
+                         f"{labels.shape}, but its sparse categorical loss takes one whole "
+                         f"label per row, 0 to {classes - 1}")
     low, high = labels.min(), labels.max()
-    if low < 0 or high > classes - 1 or not np.array_equal(labels, np.round(labels)):
+    if low < 0 or high > classes - 1:
         raise UsageError(f"--data does not fit --model: the labels (--y) run from {low:g} to "
                          f"{high:g}, but the model's {classes} output units take whole "
                          f"labels 0 to {classes - 1}")
+    fractional = labels[labels != np.round(labels)]
+    if fractional.size:
+        raise UsageError(f"--data does not fit --model: the labels (--y) hold fractions (e.g. "
+                         f"{fractional.flat[0]:g}), but the model's {classes} output units take "
+                         f"whole labels 0 to {classes - 1}")
 
 
 def _recorded_metrics(model, x, y, batch_size):

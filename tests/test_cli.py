@@ -160,6 +160,9 @@ def test_plot_schedule_checks_where_it_writes(capsys, tmp_path):
 
 def test_missing_required_option_and_unknown_command(capsys):
     assert_usage_error(capsys, "--out", "plot-schedule", "--max-lr", "0.1")
+    # An unset shell variable: the current folder is not what was meant.
+    assert_usage_error(capsys, "argument --out: expected a path, got ''", "plot-schedule",
+                       "--max-lr", "0.1", "--out", "")
     assert_usage_error(capsys, "invalid choice: 'train'", "train")
 
 
@@ -180,6 +183,7 @@ def saved(tmp_path_factory):
     np.savez(folder / "features.npz", x=x[:, :10], y=y)
     np.savez(folder / "labels.npz", x=x, y=y + 10)
     np.savez(folder / "halves.npz", x=x, y=y - 0.5)
+    np.savez(folder / "fractions.npz", x=x, y=y * 0.5)
     np.savez(folder / "zeros.npz", x=np.zeros_like(x), y=y)  # nothing to learn
     np.savez(folder / "onebad.npz", x=x, y=np.where(np.arange(len(y)) == 7, 10, y))
     (folder / "notes.txt").write_text("not an npz archive")
@@ -193,6 +197,7 @@ def saved(tmp_path_factory):
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     model.save(folder / "model.keras")
+    model.save(folder / "legacy.h5")
     data = (folder / "model.keras").read_bytes()
     (folder / "truncated.keras").write_bytes(data[: len(data) // 2])
     (folder / "archive.keras").write_bytes((folder / "digits.npz").read_bytes())
@@ -230,6 +235,18 @@ def test_range_test_is_seeded_and_leaves_the_model_file_alone(capsys, saved, tmp
     assert {"learning_rate", "loss", "accuracy", "val_accuracy"} <= set(tables[0].columns)
     pd.testing.assert_frame_equal(*tables)  # same seed, same split, same sweep
     assert digest(saved / "model.keras") == before
+
+
+def test_range_test_runs_on_a_legacy_h5_model(capsys, caplog, saved, tmp_path):
+    # Keras' h5 loader leaves the optimizer built with no state variables, so a
+    # fit on the loaded model raised "Unknown variable"; the loader's absl log
+    # line reached the terminal too (through logging's last-resort handler).
+    before = digest(saved / "legacy.h5")
+    status, out, err = run(capsys, *range_test_argv(saved, tmp_path, **{"--model": "legacy.h5"}))
+    assert status == 0 and err == "", err
+    assert [r.getMessage() for r in caplog.records if r.name == "absl"] == []
+    assert out.startswith("base_lr=")
+    assert digest(saved / "legacy.h5") == before
 
 
 @pytest.mark.parametrize("mode, start_lr", [("exponential", 1e-4), ("linear", 0.0)])
@@ -300,6 +317,9 @@ def test_val_split_holds_out_a_shuffled_seeded_slice():
 
 BAD_RANGE_TESTS = [
     ({"--model": "missing"}, "--model: no such file: missing"),
+    ({"--model": "D"}, "/D is a folder, not a file"),
+    ({"--repeats": "1000"}, "--repeats 1000 sweeps of 300 steps make 300000 steps; range-test "
+     "sweeps at most 100000 steps in all"),
     ({"--data": "missing"}, "--data: no such file: missing"),
     ({"--x": "pixels"}, "has no key 'pixels'; its keys are images, labels"),
     ({"--data": "images.npy"}, "images.npy is a .npy file, which holds one array; save "
@@ -322,6 +342,10 @@ BAD_RANGE_TESTS = [
     ({"--data": "labels.npz", "--x": "x", "--y": "y"}, "--data does not fit --model: the "
      "labels (--y) run from 10 to 19, but the model's 10 output units take whole labels 0 to 9"),
     ({"--data": "halves.npz", "--x": "x", "--y": "y"}, "the labels (--y) run from -0.5 to 8.5"),
+    ({"--data": "fractions.npz", "--x": "x", "--y": "y"}, "the labels (--y) hold fractions "
+     "(e.g. 0.5), but the model's 10 output units take whole labels 0 to 9"),
+    ({"--y": "images"}, "the labels (--y) have shape (1797, 64), but its sparse categorical "
+     "loss takes one whole label per row, 0 to 9"),
     ({"--data": "onebad.npz", "--x": "x", "--y": "y", "--val-split": "0.5"},
      "the labels (--y) run from 0 to 10"),  # checked on every row, held out or not
     ({"--start-lr": "-1"}, "--start-lr: expected a number >= 0, got '-1'"),
@@ -483,7 +507,8 @@ def test_help_imports_neither_keras_nor_tensorflow():
 
 
 def test_console_script_stderr_is_one_line_from_a_shell(saved, tmp_path):
-    """Three commands in one shell: --help, bad data (no Keras), a bad model (Keras imported)."""
+    """Four commands in one shell: --help, bad data (no Keras), a bad model (Keras imported),
+    a backend Keras cannot import."""
     script = textwrap.dedent(f"""
         run() {{ "{sys.executable}" -m keras_clr "$@" >"$out.out" 2>"$out.err"
                  echo $? >"$out.rc"; }}
@@ -492,6 +517,9 @@ def test_console_script_stderr_is_one_line_from_a_shell(saved, tmp_path):
             --out {tmp_path}/o
         out={tmp_path}/model run range-test --model {saved}/uncompiled.keras \\
             --data {saved}/digits.npz --x images --y labels --out {tmp_path}/o
+        export KERAS_BACKEND=foo
+        out={tmp_path}/backend run plot-schedule --one-cycle --max-lr 0.1 --total-steps 100 \\
+            --out {tmp_path}/x.png
     """)
     env = {key: value for key, value in os.environ.items() if key != cli.DEBUG_VARIABLE}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell: cli.py sets it
@@ -505,6 +533,7 @@ def test_console_script_stderr_is_one_line_from_a_shell(saved, tmp_path):
     for name, message in (
         ("npy", f"--data: {saved}/images.npy is a .npy file, which holds one array"),
         ("model", f"--model: {saved}/uncompiled.keras is not compiled"),
+        ("backend", "KERAS_BACKEND=foo: Keras cannot run on it: "),
     ):
         rc, out, err = result(name)
         assert rc == "2\n" and out == ""
