@@ -330,6 +330,7 @@ def _writes_to_descriptor_2(stream):
 
 def run_demo(args):
     _check_writable(args.out, DEMO_OUTPUTS, "--out")
+    _make_folder(args.out, "--out")
     log = functools.partial(print, flush=True)
     log("loading Keras ...")
     _import_keras()
@@ -432,10 +433,12 @@ def _default_steps(schedule):
 
 
 def _as_option(error):
-    """Names the option rather than the Python argument: `step_size` -> --step-size."""
+    """Names the option rather than the Python argument: `step_size` -> --step-size,
+    step_size=0 -> --step-size 0."""
     text = _one_line(error)
     for name in ("max_lr", "steps", *CLR_OPTIONS, *ONE_CYCLE_OPTIONS):
         text = text.replace(f"`{name}`", _option(name))
+        text = re.sub(rf"\b{name}=", f"{_option(name)} ", text)
     return text
 
 
@@ -668,14 +671,16 @@ def _check_class_labels(model, y):
     if "sparse_categorical" not in str(name) or len(outputs) != 1 or y.dtype.kind not in "iuf":
         return
     classes = outputs[0].shape[-1]
+    if classes is None or y.size == 0:
+        return
+    if y.ndim > 1 and y.shape[1:] != (1,):
+        raise UsageError(f"--data does not fit --model: the labels (--y) have shape "
+                         f"{y.shape}, but its sparse categorical loss takes one whole "
+                         f"label per row, 0 to {classes - 1}")
     ignored = loss.get_config().get("ignore_class") if hasattr(loss, "get_config") else None
     labels = y[y != ignored] if ignored is not None else y
-    if classes is None or labels.size == 0:
+    if labels.size == 0:
         return
-    if labels.ndim > 1 and labels.shape[1:] != (1,):
-        raise UsageError(f"--data does not fit --model: the labels (--y) have shape "
-                         f"{labels.shape}, but its sparse categorical loss takes one whole "
-                         f"label per row, 0 to {classes - 1}")
     low, high = labels.min(), labels.max()
     if low < 0 or high > classes - 1:
         raise UsageError(f"--data does not fit --model: the labels (--y) run from {low:g} to "

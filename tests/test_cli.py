@@ -106,7 +106,7 @@ BAD_SCHEDULES = [
     (["--base-lr", "0.1", "--max-lr", "0.5", "--step-size", "5", "--mode", "cosine"],
      "Argument --mode must be one of 'triangular'"),
     (["--base-lr", "0.5", "--max-lr", "0.1", "--step-size", "5"],
-     "Argument --max-lr must be greater than --base-lr"),
+     "Argument --max-lr must be greater than --base-lr. Received: --max-lr 0.1, --base-lr 0.5"),
     (["--max-lr", "0.5", "--step-size", "5"], "needs --base-lr and --step-size"),
     (["--base-lr", "0.1", "--max-lr", "0.5", "--step-size", "5", "--mode", "exp_range"],
      "--mode exp_range needs --gamma"),
@@ -376,6 +376,16 @@ def test_the_label_check_reads_a_single_output_loss_given_in_a_list_or_dict(wrap
     with pytest.raises(cli.UsageError, match="labels \\(--y\\) run from 0 to 3, but the "
                        "model's 3 output units"):
         cli._check_class_labels(model, np.array([0, 3]))
+
+
+def test_the_label_check_reads_the_shape_before_masking_an_ignored_class():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                    ignore_class=-1))
+    cli._check_class_labels(model, np.array([0, -1, 2]))
+    with pytest.raises(cli.UsageError, match="the labels \\(--y\\) have shape \\(2, 2\\)"):
+        cli._check_class_labels(model, np.array([[0, -1], [2, 1]]))
 
 
 def test_range_test_bad_input(capsys, saved, tmp_path):
