@@ -6,6 +6,7 @@
 a plot.
 """
 
+import contextlib
 import math
 import sys
 
@@ -674,11 +675,18 @@ def lr_range_test(
             model.fit(x, y, epochs=epochs, callbacks=[sweep, *callbacks], verbose=verbose,
                       **fit_kwargs)
             _restore(model, saved)
-    finally:
-        sync_host_state(model)  # JAX < 3.10 after an exception: metric variables too
-        for sweep in sweeps:
-            sweep.remove_sweep()  # Keras skips on_train_end when fit raises
+    except BaseException:
+        # The fit's error is the one to report. On JAX, a first step that fails
+        # to trace leaves the model's variables empty, so removing the sweep
+        # fails until the restore has refilled them.
+        with contextlib.suppress(Exception):
+            _remove_sweeps(model, sweeps)
         _restore(model, saved)
+        with contextlib.suppress(Exception):
+            remove_stale(model)
+        raise
+    _remove_sweeps(model, sweeps)
+    _restore(model, saved)
     result = _combine([sweep.result for sweep in sweeps])
     if verbose:
         print(describe_suggestion(result))
@@ -699,6 +707,12 @@ def _resolve_verbose(verbose):
         return verbose
     interactive = sys.stdout is not None and sys.stdout.isatty()
     return 1 if interactive or "ipykernel" in sys.modules else 0
+
+
+def _remove_sweeps(model, sweeps):
+    sync_host_state(model)  # JAX < 3.10 after an exception: metric variables too
+    for sweep in sweeps:
+        sweep.remove_sweep()  # Keras skips on_train_end when fit raises
 
 
 def _restore(model, saved):
