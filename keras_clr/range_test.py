@@ -378,10 +378,11 @@ class RangeTestCallback(keras.callbacks.Callback):
             bounds are given (Smith's test, and the default before the bounds
             became optional), else `"exponential"`.
         stop_factor: Divergence threshold, > 1. Defaults to 4.
-        validation_data: Held-out data, as for `fit`, evaluated every
+        validation_data: Held-out data, as for `fit` (`(x, y)`,
+            `(x, y, sample_weight)` or a dataset), evaluated every
             `eval_every` steps into `val_*` columns.
         eval_every: Evaluate `validation_data` every this many steps (and at
-            the last step).
+            the sweep's last step, when it runs to the end).
 
     Examples:
         >>> sweep = RangeTestCallback(start_lr=1e-4, end_lr=1.0, mode="exponential")
@@ -420,6 +421,12 @@ class RangeTestCallback(keras.callbacks.Callback):
                     "Argument `eval_every` needs `validation_data`. Received: "
                     f"eval_every={eval_every}, validation_data=None"
                 )
+        if isinstance(validation_data, (tuple, list)) and not 2 <= len(validation_data) <= 3:
+            raise ValueError(
+                "Argument `validation_data` must be (x, y), (x, y, sample_weight) or a "
+                f"dataset, as for `fit`. Received: a {type(validation_data).__name__} of "
+                f"{len(validation_data)} items"
+            )
         self.validation_data = validation_data
         self.eval_every = eval_every
         self._rows = []
@@ -542,8 +549,10 @@ class RangeTestCallback(keras.callbacks.Callback):
 
     def _evaluate(self):
         data = self.validation_data
-        if isinstance(data, tuple):
-            scores = self.model.evaluate(*data, verbose=0, return_dict=True)
+        if isinstance(data, (tuple, list)):
+            x, y, sample_weight = (*data, None)[:3]
+            scores = self.model.evaluate(x, y, sample_weight=sample_weight, verbose=0,
+                                         return_dict=True)
         else:
             scores = self.model.evaluate(data, verbose=0, return_dict=True)
         restore_jax_sharding_spec(self.model)

@@ -238,6 +238,25 @@ def test_validation_columns_every_k_steps(digits):
     assert {"val_loss", "val_accuracy"} <= set(result.history.columns)
 
 
+@pytest.mark.parametrize("form", ["list", "with_sample_weight"])
+def test_validation_data_in_the_other_forms_fit_takes(digits, form):
+    x, y = digits
+    held_x, held_y = x[1400:], y[1400:]
+    weights = (held_y < 5).astype("float32") if form == "with_sample_weight" else None
+    data = [held_x, held_y] if form == "list" else (held_x, held_y, weights)
+    model = mlp(keras.optimizers.SGD(0.01))
+    # LRs so small that the sweep leaves the weights as they are: the first val_loss
+    # is the restored model's own.
+    result = lr_range_test(model, x[:1400], y[:1400], start_lr=1e-12, end_lr=1e-11,
+                           num_steps=4, batch_size=32, validation_data=data, eval_every=2)
+    expected = model.evaluate(held_x, held_y, sample_weight=weights, verbose=0,
+                              return_dict=True)["loss"]
+    assert result.history["val_loss"].iloc[0] == pytest.approx(expected, rel=1e-4)
+    if weights is not None:  # and the weights count
+        unweighted = model.evaluate(held_x, held_y, verbose=0, return_dict=True)["loss"]
+        assert abs(unweighted - expected) > 1e-2 * expected
+
+
 @pytest.mark.parametrize("kind", ["tf.data", "PyDataset"])
 def test_accepts_datasets(kind, digits):
     x, y = digits
@@ -445,6 +464,7 @@ def test_suggest_bounds_names_the_recorded_columns(digits_sweep):
         (dict(start_lr=0.1, end_lr=1.0, stop_factor=1.0), ValueError, "stop_factor=1.0"),
         (dict(start_lr="0.1", end_lr=1.0), TypeError, "start_lr='0.1'"),
         (dict(start_lr=0.1, end_lr=1.0, eval_every=5), ValueError, "validation_data=None"),
+        (dict(validation_data=(1, 2, 3, 4)), ValueError, "Received: a tuple of 4 items"),
     ],
 )
 def test_bad_arguments(kwargs, error, fragment):
