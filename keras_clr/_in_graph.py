@@ -239,6 +239,7 @@ class Installation:
                 )
         self.eager_momentum = keras.backend.backend() == "torch"
         self._first_step = int(ops.convert_to_numpy(update_count(optimizer)))
+        self._own_lr = float(ops.convert_to_numpy(self._variable))  # put back if no step runs
         self._own = {name: model.__dict__.get(name)
                      for name in ("train_step", "make_train_function", EPOCH_LOGS)}
         self._make_train_function = model.make_train_function
@@ -373,6 +374,8 @@ class Installation:
                 model.__dict__.pop(name, None)
             else:
                 model.__dict__[name] = own
+        if steps == 0:  # the owner may have set the first step's LR from the host
+            self._variable.assign(self._own_lr)
         if self._attribute is not None:
             last = self._first_step + steps - 1
             momentum = self._host_momentum(last) if steps > 0 else self._own_momentum

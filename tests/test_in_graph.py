@@ -151,6 +151,20 @@ def test_an_error_in_another_callback_is_recovered_from_like_ctrl_c():
         -SCHEDULE.values(np.arange(2)).sum() - 2 * SCHEDULE.values(1), rel=1e-5)
 
 
+class RaiseAtFirstBatch(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        raise RuntimeError("before any update")
+
+
+def test_a_fit_that_fails_before_its_first_update_leaves_the_optimizers_own_values():
+    model = probe_model(keras.optimizers.SGD(0.3, momentum=0.9))
+    with pytest.raises(RuntimeError, match="before any update"):
+        fit(model, 3, [CyclicLR(SCHEDULE, base_momentum=0.8, max_momentum=0.95),
+                       RaiseAtFirstBatch()])
+    recorder, _ = fit(model, 2)
+    np.testing.assert_allclose(recorder.deltas, [-0.3, 0.9 * -0.3 - 0.3], **PROBE_TOLERANCE)
+
+
 # ---------------------------------------------------------------------------
 # Other callbacks that set or log the LR
 
