@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from keras_clr import _checks
+
 LOSS_METHODS = ("valley", "steepest", "minimum")  # `loss_bounds`' methods
 METHODS = ("lowest_loss", "accuracy", *LOSS_METHODS)
 
@@ -264,7 +266,11 @@ def _prepare(lrs, values, metric, window, method=None):
             "Argument `lrs` must be strictly increasing (one sweep). Received: "
             f"lrs[{first}]={lrs[first]:.6g} followed by lrs[{first + 1}]={lrs[first + 1]:.6g}"
         )
-    window = rule_window(method, len(values)) if window is None else window
+    if window is None:
+        window = rule_window(method, len(values))
+    elif _checks.positive_int("window", window) > len(values):
+        raise ValueError(f"Argument `window` must be at most the curve's {len(values)} finite "
+                         f"points. Received: window={window!r}")
     return lrs, smooth(values, window), _noise(values) / np.sqrt(window)
 
 

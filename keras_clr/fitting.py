@@ -3,6 +3,8 @@
 import inspect
 from collections.abc import Mapping
 
+from keras_clr import _checks
+from keras_clr._optimizer import flatten
 from keras_clr.callbacks import OneCycleLR
 from keras_clr.range_test import lr_range_test
 
@@ -58,10 +60,12 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, one
         ValueError: The range test found no trustworthy bounds (the message
             says why; pass `max_lr`), a model compiled with
             `steps_per_execution > 1` without `max_lr` (the range test needs
-            every step's logs), `max_lr` inside `one_cycle`, or what `fit`
-            and `OneCycleLR` raise.
-        TypeError: `one_cycle` is not a dict, names an argument it does not
-            take, or holds a value of the wrong type.
+            every step's logs), `max_lr` inside `one_cycle`, `epochs` not a
+            positive integer (all of these before the range test runs), or
+            what `fit` and `OneCycleLR` raise.
+        TypeError: `one_cycle` or `range_test` is not a dict, `one_cycle`
+            names an argument it does not take, or a value (of `epochs`
+            too) has the wrong type.
 
     Examples:
         >>> # history = fit_one_cycle(model, x, y, epochs=10, batch_size=64)
@@ -72,6 +76,10 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, one
         raise ValueError("`range_test` sets up the range test that finds `max_lr`; with "
                          f"`max_lr` given none runs. Pass one of them. Received: "
                          f"max_lr={max_lr!r}, range_test={range_test!r}")
+    epochs = _checks.positive_int("epochs", epochs)  # before the range test runs
+    if range_test is not None and not isinstance(range_test, Mapping):
+        raise TypeError("`range_test` must be a dict of `lr_range_test` arguments, e.g. "
+                        f"{{'num_steps': 600}}. Received: range_test={range_test!r}")
     result, cycle = None, _cycle_arguments(one_cycle)
     if max_lr is None:
         shared = {name: fit_kwargs[name] for name in _SHARED_ARGUMENTS if name in fit_kwargs}
@@ -82,7 +90,7 @@ def fit_one_cycle(model, x, y=None, *, epochs, max_lr=None, range_test=None, one
         max_lr = found.max_lr
         cycle.setdefault("div_factor", found.max_lr / found.base_lr)
     callback = OneCycleLR(max_lr, **cycle)
-    callbacks = [callback, *(fit_kwargs.pop("callbacks", None) or [])]
+    callbacks = [callback, *flatten(fit_kwargs.pop("callbacks", None) or [])]
     history = model.fit(x, y, epochs=epochs, callbacks=callbacks, **fit_kwargs)
     history.range_test = result
     return history

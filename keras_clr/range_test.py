@@ -8,6 +8,7 @@ a plot.
 
 import contextlib
 import math
+import numbers
 import sys
 
 import keras
@@ -190,6 +191,9 @@ class RangeTestResult:
         return points["learning_rate"].to_numpy(), points[metric].to_numpy()
 
     def _check_metric(self, metric):
+        if self.history.empty:
+            raise ValueError(f"The sweep recorded no steps ({self.ended}): there is no "
+                             f"{metric!r} curve to read. Received: an empty history")
         if metric not in self.history.columns or metric in ("step", "learning_rate", "repeat"):
             names = [c for c in self.history.columns
                      if c not in ("step", "learning_rate", "repeat")]
@@ -435,7 +439,7 @@ class RangeTestCallback(keras.callbacks.Callback):
     @property
     def history(self):
         """The recorded rows as a pandas DataFrame (see `RangeTestResult`)."""
-        return pd.DataFrame(self._rows)
+        return pd.DataFrame(self._rows, columns=None if self._rows else ["step", "learning_rate"])
 
     @property
     def result(self):
@@ -626,15 +630,16 @@ def lr_range_test(
         verbose: As in `fit`: 0 silent, 1 a progress bar (with the LR and
             the loss) and the suggestion at the end. Defaults to `"auto"`:
             1 in a terminal or notebook, else 0.
-        **fit_kwargs: Passed to `model.fit`.
+        **fit_kwargs: Passed to `model.fit` (not `initial_epoch`: the sweep
+            starts at its first step).
 
     Returns:
         A `RangeTestResult`.
 
     Raises:
         ValueError: Bad sweep arguments, a model that is not compiled or not
-            built, data with no batches, or an optimizer built with a
-            schedule.
+            built, data with no batches, `initial_epoch`, or an optimizer
+            built with a schedule.
 
     Examples:
         >>> # result = lr_range_test(model, x, y, batch_size=64)
@@ -651,11 +656,18 @@ def lr_range_test(
             f"it an `Input` or call it on a batch first. Received: model={model.name!r}"
         )
     repeats = _checks.positive_int("repeats", repeats)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise TypeError(f"Argument `seed` must be an int or None. Received: seed={seed!r}")
+    seed = None if seed is None else int(seed)  # NumPy's ints too
     if seed is not None and not 0 <= seed <= 2**32 - repeats:  # NumPy's seed range
         raise ValueError(f"Argument `seed` must be in [0, 2**32 - repeats] (sweep i uses seed + "
                          f"i). Received: seed={seed}, repeats={repeats}")
+    if fit_kwargs.get("batch_size") is not None:
+        fit_kwargs["batch_size"] = _checks.positive_int("batch_size", fit_kwargs["batch_size"])
+    if fit_kwargs.get("initial_epoch"):
+        raise ValueError("lr_range_test sweeps from the first epoch of its own `fit`; "
+                         "`initial_epoch` would skip part of the sweep. Received: "
+                         f"initial_epoch={fit_kwargs['initial_epoch']!r}")
     verbose = _resolve_verbose(verbose)
     remove_stale(model)  # left by a `fit` that raised: measure the model's own state
     if epochs is not None:
@@ -674,7 +686,7 @@ def lr_range_test(
     ]
     refuse_multi_step_execution(model, "lr_range_test")
     learning_rate_variable(model, "lr_range_test")
-    callbacks = list(fit_kwargs.pop("callbacks", None) or [])
+    callbacks = flatten(fit_kwargs.pop("callbacks", None) or [])  # a list, or one, as for fit
     build_optimizer(model)  # so all its state can be saved
     saved = [(v, np.array(v.numpy(), copy=True)) for v in _state_variables(model)]
     try:

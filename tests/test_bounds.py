@@ -94,6 +94,19 @@ def test_too_short_and_malformed_curves_are_refused():
                     method="cliff")
 
 
+@pytest.mark.parametrize("window, error, fragment", [
+    (0, ValueError, "positive integer. Received: window=0"),
+    (2.5, ValueError, "positive integer. Received: window=2.5"),
+    ("5", TypeError, "positive integer. Received: window='5'"),
+    (51, ValueError, "at most the curve's 50 finite points. Received: window=51"),
+])
+def test_a_bad_smoothing_window_is_refused_by_name(window, error, fragment):
+    lrs = np.geomspace(1e-4, 1, 50)
+    for rule in (bounds.lowest_loss_bounds, accuracy_bounds, loss_bounds):
+        with pytest.raises(error, match=fragment):
+            rule(lrs, exploding_loss(lrs), window=window)
+
+
 # ---------------------------------------------------------------------------
 # The default rule: `lowest_loss`
 

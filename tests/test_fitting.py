@@ -181,16 +181,19 @@ def test_fit_one_cycle_shapes_its_cycle_with_one_cycle_arguments(digits):
     assert history.history["learning_rate"] == pytest.approx([0.1 / 5 / 10], rel=1e-4)
 
 
-@pytest.mark.parametrize("one_cycle, error, fragment", [
-    ("pct_start=0.1", TypeError, "must be a dict"),
-    ({"max_lr": 0.1}, ValueError, "pass `max_lr` to `fit_one_cycle` itself"),
-    ({"pct": 0.1, 1: 2}, TypeError, r"does not take \[1, 'pct'\]"),
-    ({"verbose": 1}, TypeError, r"does not take \['verbose'\]"),
-    ({"pct_start": "0.1"}, TypeError, "pct_start='0.1'"),
-    ({"pct_start": 1.5}, ValueError, "pct_start=1.5"),
+@pytest.mark.parametrize("kwargs, error, fragment", [
+    (dict(one_cycle="pct_start=0.1"), TypeError, "must be a dict"),
+    (dict(one_cycle={"max_lr": 0.1}), ValueError, "pass `max_lr` to `fit_one_cycle` itself"),
+    (dict(one_cycle={"pct": 0.1, 1: 2}), TypeError, r"does not take \[1, 'pct'\]"),
+    (dict(one_cycle={"verbose": 1}), TypeError, r"does not take \['verbose'\]"),
+    (dict(one_cycle={"pct_start": "0.1"}), TypeError, "pct_start='0.1'"),
+    (dict(one_cycle={"pct_start": 1.5}), ValueError, "pct_start=1.5"),
+    (dict(epochs=0), ValueError, "Received: epochs=0"),
+    (dict(epochs=2.5), ValueError, "Received: epochs=2.5"),
+    (dict(range_test=[("num_steps", 10)]), TypeError, "`range_test` must be a dict"),
 ])
-def test_fit_one_cycle_refuses_bad_one_cycle_arguments_before_any_training(
-        digits, monkeypatch, one_cycle, error, fragment):
+def test_fit_one_cycle_refuses_bad_arguments_before_any_training(
+        digits, monkeypatch, kwargs, error, fragment):
     import keras_clr.fitting
 
     def no_range_test(*args, **kwargs):
@@ -201,7 +204,7 @@ def test_fit_one_cycle_refuses_bad_one_cycle_arguments_before_any_training(
     model = mlp()
     weights = [w.copy() for w in model.get_weights()]
     with pytest.raises(error, match=fragment):
-        fit_one_cycle(model, x, y, epochs=1, batch_size=64, one_cycle=one_cycle)
+        fit_one_cycle(model, x, y, batch_size=64, **{"epochs": 1, **kwargs})
     for before, after in zip(weights, model.get_weights()):
         np.testing.assert_array_equal(before, after)
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0

@@ -489,6 +489,18 @@ def test_bad_models_are_refused_before_anything_changes(digits):
         lr_range_test(model, x, y, seed=2**32 - 1, repeats=2)
     with pytest.raises(ValueError, match="Received: seed=-1, repeats=1"):
         lr_range_test(model, x, y, seed=-1)
+    with pytest.raises(ValueError, match="Received: batch_size=-4"):
+        lr_range_test(model, x, y, batch_size=-4)
+    with pytest.raises(ValueError, match="`initial_epoch` would skip part of the sweep"):
+        lr_range_test(model, x, y, initial_epoch=1)
+
+
+def test_an_empty_sweep_says_it_recorded_nothing():
+    result = RangeTestCallback(start_lr=1e-3, end_lr=1.0, num_steps=10).result
+    assert result.ended == "0 of 10 steps, fit ended"
+    for read in (result.suggest_bounds, result.plot):
+        with pytest.raises(ValueError, match="The sweep recorded no steps"):
+            read()
 
 
 # ---------------------------------------------------------------------------
@@ -514,9 +526,13 @@ def test_repeats_with_a_seed_give_the_same_curves_and_bounds_each_call(digits):
                   repeats=3, seed=7, verbose=0)
     first = lr_range_test(model, x, y, **kwargs)
     second = lr_range_test(model, x, y, **kwargs)
+    # A NumPy seed is the same seed; one callback instead of a list, as `fit` takes it.
+    third = lr_range_test(model, x, y, **{**kwargs, "seed": np.int64(7),
+                                          "callbacks": keras.callbacks.TerminateOnNaN()})
     assert_same_state(before, model)
     assert first.repeats == 3 and sorted(set(first.history["repeat"])) == [0, 1, 2]
     pd.testing.assert_frame_equal(first.history, second.history)
+    pd.testing.assert_frame_equal(first.history, third.history)
     spread = first.suggestion_spread(metric="loss")
     pd.testing.assert_frame_equal(spread, second.suggestion_spread(metric="loss"))
     assert spread["repeat"].tolist() == [0, 1, 2]
