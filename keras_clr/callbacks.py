@@ -65,8 +65,12 @@ class CyclicLR(keras.callbacks.Callback):
 
     Raises:
         ValueError: Bad arguments; at train begin, an optimizer built with a
-            schedule (or, to cycle momentum, built with `momentum=0`).
-        TypeError: An argument of the wrong type.
+            schedule (or, to cycle momentum, built with `momentum=0`), or
+            another callback in the same `fit` that sets the LR
+            (`ReduceLROnPlateau`, `LearningRateScheduler`, a second
+            keras-clr callback); during `fit`, any other write of the LR.
+        TypeError: An argument of the wrong type; at train begin, momentum
+            to cycle with an optimizer that has no `momentum` or `beta_1`.
 
     Examples:
         >>> clr = CyclicLR(base_lr=0.001, max_lr=0.006, step_size=2000)

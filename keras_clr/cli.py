@@ -330,10 +330,10 @@ def _writes_to_descriptor_2(stream):
 
 def run_demo(args):
     _check_writable(args.out, DEMO_OUTPUTS, "--out")
-    _make_folder(args.out, "--out")
     log = functools.partial(print, flush=True)
     log("loading Keras ...")
     _import_keras()
+    _make_folder(args.out, "--out")
     from keras_clr import demo
 
     summary = demo.run_demo(args.out, quick=args.quick, seed=args.seed, log=log)
@@ -434,11 +434,11 @@ def _default_steps(schedule):
 
 def _as_option(error):
     """Names the option rather than the Python argument: `step_size` -> --step-size,
-    step_size=0 -> --step-size 0."""
+    step_size=0 -> --step-size 0, mode='cos' -> --mode cos."""
     text = _one_line(error)
     for name in ("max_lr", "steps", *CLR_OPTIONS, *ONE_CYCLE_OPTIONS):
         text = text.replace(f"`{name}`", _option(name))
-        text = re.sub(rf"\b{name}=", f"{_option(name)} ", text)
+        text = re.sub(rf"\b{name}=('?)([^',]*)\1", rf"{_option(name)} \2", text)
     return text
 
 

@@ -221,9 +221,9 @@ class RangeTestResult:
             `lr` is a single fixed LR (None for rules that give none).
 
         Raises:
-            ValueError: Unknown metric or method, or a curve too short, flat
-                or noisy to read, or still falling at the sweep's end (the
-                message says which and what to do).
+            ValueError: Unknown metric or method, a curve too short, flat or
+                noisy to read, or (`"lowest_loss"`) still falling at the
+                sweep's end: the message says which and what to do.
 
         Warns:
             keras_clr.bounds.ShallowCurveWarning: The loss fell by less than
@@ -241,7 +241,7 @@ class RangeTestResult:
     def suggestion_spread(self, metric=None, method=None):
         """Each sweep's own suggestion, as a DataFrame (one row per `repeat`).
 
-        Columns `base_lr`, `max_lr` (NaN where that sweep's curve was refused)
+        Columns `repeat`, `base_lr`, `max_lr` (NaN where that sweep's curve was refused)
         and `refused` (the reason, or None): how much the bounds move from
         sweep to sweep.
         """
