@@ -15,7 +15,22 @@ from keras_clr._optimizer import (
     learning_rate_variable,
     sync_host_state,
 )
-from keras_clr.schedules import CyclicalLearningRate, OneCycle
+from keras_clr.schedules import CyclicalLearningRate, OneCycle, serialize_scale_fn
+
+
+class _CallbackSchedule(CyclicalLearningRate):
+    """`CyclicLR`'s own schedule for a `scale_fn` that cannot be saved (as a
+    `functools.partial`): the callback itself is never saved."""
+
+    _saved_with_model = False
+
+
+def _schedule_class(scale_fn):
+    try:
+        serialize_scale_fn(scale_fn)
+    except ValueError:
+        return _CallbackSchedule
+    return CyclicalLearningRate  # saveable, as when moved into an optimizer
 
 
 class CyclicLR(keras.callbacks.Callback):
@@ -54,7 +69,8 @@ class CyclicLR(keras.callbacks.Callback):
             `"triangular"`.
         gamma: `exp_range` decay per step. Defaults to 1.0.
         scale_fn: Custom amplitude function, as in `CyclicalLearningRate`;
-            here it may also be a lambda, since the callback is never saved.
+            here it may be any callable (a lambda, a `functools.partial`, a
+            NumPy function), since the callback is never saved.
         scale_mode: `"cycle"` or `"iterations"`, as in `CyclicalLearningRate`.
         step_size_down: Steps from the peak back down. Defaults to
             `step_size`.
@@ -106,7 +122,7 @@ class CyclicLR(keras.callbacks.Callback):
                     "CyclicLR needs a `schedule` or `base_lr`, `max_lr` and "
                     "`step_size`. Received none of them."
                 )
-            schedule = CyclicalLearningRate(
+            schedule = _schedule_class(scale_fn)(
                 base_lr,
                 max_lr,
                 step_size,

@@ -194,7 +194,9 @@ def describe(schedule):
             parts.append("three_phase=True")
     else:
         parts = []
-    return f"{type(schedule).__name__}({', '.join(parts)})"
+    # A private subclass (`CyclicLR`'s own schedule) goes by its public class.
+    name = next(kind.__name__ for kind in type(schedule).__mro__ if kind.__name__[0] != "_")
+    return f"{name}({', '.join(parts)})"
 
 
 def _clr_arguments(schedule):

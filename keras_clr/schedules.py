@@ -210,6 +210,8 @@ class CyclicalLearningRate(_StepSchedule):
         >>> optimizer = keras.optimizers.SGD(learning_rate=schedule)
     """
 
+    _saved_with_model = True  # False for `CyclicLR`'s own schedule, never saved
+
     def __init__(
         self,
         base_lr,
@@ -240,7 +242,8 @@ class CyclicalLearningRate(_StepSchedule):
             )
         # A schedule can land in a saved model, and Keras truncates the target
         # file before it serializes: what cannot be saved is refused up front.
-        serialize_scale_fn(scale_fn)
+        if self._saved_with_model:
+            serialize_scale_fn(scale_fn)
         self.scale_fn = scale_fn
         self.scale_mode = self._resolve_scale_mode(scale_mode)
         if self.gamma != 1.0 and (scale_fn is not None or mode != "exp_range"):

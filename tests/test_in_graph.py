@@ -7,6 +7,7 @@ probe model (one weight, gradient 1: plain SGD moves it by exactly -lr).
 """
 
 import contextlib
+import functools
 
 import keras
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from keras_clr import CyclicalLearningRate, CyclicLR, RangeTestCallback, lr_range_test
+from keras_clr.plotting import describe
 from tests.conftest import (
     PROBE_TOLERANCE,
     WeightRecorder,
@@ -351,6 +353,19 @@ def test_a_custom_training_loop_driving_the_callbacks_gets_each_steps_lr():
     recorder.assert_learning_rates(SCHEDULE.values(np.arange(10)))
     np.testing.assert_allclose([logs["learning_rate"] for logs in seen],
                                SCHEDULE.values(np.arange(10)))
+
+
+def test_the_callback_takes_a_scale_fn_that_could_not_be_saved():
+    # A schedule refuses it, as it may be saved with a model; the callback never is.
+    decay = functools.partial(np.power, 0.5)  # 0.5 ** cycle, as triangular2 minus one cycle
+    clr = CyclicLR(base_lr=0.1, max_lr=0.9, step_size=2, scale_fn=decay, scale_mode="cycle")
+    model = probe_model(keras.optimizers.SGD(0.3))
+    recorder, _ = fit(model, 8, [clr], epochs=1)
+    halving = CyclicalLearningRate(0.1, 0.9, 2, mode="triangular2")
+    recorder.assert_learning_rates(halving.values(np.arange(8)) / 2 + 0.05)
+    with pytest.raises(ValueError, match="`scale_fn` cannot be saved"):
+        CyclicalLearningRate(0.1, 0.9, 2, scale_fn=decay)
+    assert describe(clr.schedule).startswith("CyclicalLearningRate(")
 
 
 def test_classic_keras_clr_numpy_scale_fn_works_in_the_callback():
