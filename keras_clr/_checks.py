@@ -56,6 +56,18 @@ def greater(name, value, other_name, other):
         )
 
 
+def momentum_range(base_momentum, max_momentum):
+    """Checks ``0 <= base_momentum <= max_momentum < 1``; returns both as floats."""
+    base = fraction("base_momentum", base_momentum, low_open=False)
+    top = fraction("max_momentum", max_momentum, low_open=False)
+    if base > top:
+        raise ValueError(
+            "Argument `base_momentum` must not exceed `max_momentum`. Received: "
+            f"base_momentum={base_momentum!r}, max_momentum={max_momentum!r}"
+        )
+    return base, top
+
+
 def one_of(name, value, choices):
     if value not in choices:
         _fail(ValueError, name, value, "one of " + ", ".join(map(repr, choices)))

@@ -148,7 +148,7 @@ class CyclicLR(keras.callbacks.Callback):
         self.base_momentum, self.max_momentum = _check_momenta(
             schedule, base_momentum, max_momentum
         )
-        self.verbose = verbose
+        self.verbose = _checks.one_of("verbose", verbose, (0, 1))
         self._steps = np.arange(0)
         self._offset = 0  # the schedule's step 0 is this optimizer step
 
@@ -314,8 +314,16 @@ class OneCycleLR(CyclicLR):
                            three_phase=three_phase)
         # Checks every argument now; the real cycle is built when fit starts.
         planned = OneCycle(total_steps=1_000_000, **self._cycle)
-        self.cycle_momentum = _checks.one_of("cycle_momentum", cycle_momentum,
-                                             (True, False, "auto"))
+        if not (isinstance(cycle_momentum, bool) or cycle_momentum == "auto"):  # not 1.0
+            raise ValueError("Argument `cycle_momentum` must be True, False or 'auto'. "
+                             f"Received: cycle_momentum={cycle_momentum!r}")
+        if cycle_momentum is True and (base_momentum is None or max_momentum is None):
+            raise ValueError(
+                "`cycle_momentum=True` cycles between `base_momentum` and `max_momentum`; "
+                f"give both. Received: base_momentum={base_momentum!r}, "
+                f"max_momentum={max_momentum!r}"
+            )
+        self.cycle_momentum = cycle_momentum
         super().__init__(planned, base_momentum=base_momentum, max_momentum=max_momentum,
                          verbose=verbose)
         self._momenta = (self.base_momentum, self.max_momentum)
@@ -372,13 +380,7 @@ def _check_momenta(schedule, base_momentum, max_momentum):
             f"neither. Received: base_momentum={base_momentum!r}, "
             f"max_momentum={max_momentum!r}"
         )
-    base = _checks.fraction("base_momentum", base_momentum, low_open=False)
-    top = _checks.fraction("max_momentum", max_momentum, low_open=False)
-    if base > top:
-        raise ValueError(
-            "Argument `base_momentum` must not exceed `max_momentum`. Received: "
-            f"base_momentum={base_momentum!r}, max_momentum={max_momentum!r}"
-        )
+    base, top = _checks.momentum_range(base_momentum, max_momentum)
     if not hasattr(schedule, "momentum_values"):
         raise TypeError(
             "Momentum cycling follows the shape of a keras-clr schedule "

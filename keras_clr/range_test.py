@@ -271,7 +271,8 @@ class RangeTestResult:
             metric: Passed to `suggest_bounds()`.
             method: Passed to `suggest_bounds()`.
             bounds: A `Bounds` to use instead of suggesting (e.g. one you
-                adjusted with `bounds._replace(max_lr=...)`).
+                adjusted with `bounds._replace(max_lr=...)`), or a
+                `(base_lr, max_lr)` pair.
             **kwargs: Other `CyclicalLearningRate` arguments (`gamma`, ...).
 
         Examples:
@@ -279,7 +280,12 @@ class RangeTestResult:
         """
         if bounds is None:
             bounds = self.suggest_bounds(metric=metric, method=method)
-        return CyclicalLearningRate(bounds.base_lr, bounds.max_lr, step_size, mode=mode, **kwargs)
+        try:
+            base_lr, max_lr = bounds[:2]  # a `Bounds` starts with them
+        except (TypeError, ValueError):
+            raise TypeError("Argument `bounds` must be a `Bounds` or a (base_lr, max_lr) "
+                            f"pair. Received: bounds={bounds!r}") from None
+        return CyclicalLearningRate(base_lr, max_lr, step_size, mode=mode, **kwargs)
 
     def plot(self, ax=None, metric=None, method=None):
         """Plots the sweep with the suggested bounds marked; returns the first Axes.
@@ -724,6 +730,7 @@ def describe_suggestion(result):
 
 
 def _resolve_verbose(verbose):
+    _checks.one_of("verbose", verbose, ("auto", 0, 1, 2))
     if verbose != "auto":
         return verbose
     interactive = sys.stdout is not None and sys.stdout.isatty()

@@ -82,6 +82,17 @@ def _step_dtype():
     return "int64"
 
 
+def _step_count(name, value):
+    """A positive number of steps that the step counter holds, two of them
+    (a cycle) included: int64, or int32 on JAX without x64."""
+    value = _checks.positive_int(name, value)
+    limit = int(np.iinfo(_step_dtype()).max) // 2
+    if value > limit:
+        raise ValueError(f"Argument `{name}` must be at most {limit} steps, half the range of "
+                         f"the {_step_dtype()} step counter. Received: {name}={value}")
+    return value
+
+
 def _eager_host_step(step):
     """An integer step as a Python int where reading it is free, else None.
 
@@ -108,6 +119,17 @@ def _eager_host_step(step):
     return None
 
 
+def _host_steps(steps):
+    """`steps` for `values`/`momentum_values`: a finite number or array of them."""
+    array = np.asarray(steps)
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"Argument `steps` must be a step number or an array of them. "
+                        f"Received: steps={steps!r}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"Argument `steps` must be finite. Received: steps={steps!r}")
+    return steps
+
+
 class _StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Shared plumbing: one `_curve` formula, evaluated on two array paths.
 
@@ -121,6 +143,7 @@ class _StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def momentum(self, step, base_momentum, max_momentum):
         """Momentum cycled inversely to the LR at `step`, as a tensor (see
         `momentum_values`)."""
+        base_momentum, max_momentum = _checks.momentum_range(base_momentum, max_momentum)
         return self._tensor_curve(step, self._momentum_levels(base_momentum, max_momentum))
 
     def _tensor_curve(self, step, levels):
@@ -136,7 +159,7 @@ class _StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
         The host-side twin of `schedule(step)`: no tensors, no tracing. Use it
         for plots and tables, e.g. `schedule.values(np.arange(1000))`.
         """
-        return self._host_curve(steps, self._lr_levels())
+        return self._host_curve(_host_steps(steps), self._lr_levels())
 
     def momentum_values(self, steps, base_momentum, max_momentum):
         """Momentum cycled inversely to the learning rate, as float64 NumPy.
@@ -145,7 +168,9 @@ class _StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
         where it peaks: the sequence of PyTorch's `CyclicLR(cycle_momentum=True)`
         and `OneCycleLR`.
         """
-        return self._host_curve(steps, self._momentum_levels(base_momentum, max_momentum))
+        base_momentum, max_momentum = _checks.momentum_range(base_momentum, max_momentum)
+        return self._host_curve(_host_steps(steps), self._momentum_levels(base_momentum,
+                                                                          max_momentum))
 
     def _host_curve(self, steps, levels):
         if np.ndim(steps) == 0:
@@ -228,11 +253,11 @@ class CyclicalLearningRate(_StepSchedule):
         self.base_lr = _checks.non_negative_number("base_lr", base_lr)
         self.max_lr = _checks.positive_number("max_lr", max_lr)
         _checks.greater("max_lr", self.max_lr, "base_lr", self.base_lr)
-        self.step_size = _checks.positive_int("step_size", step_size)
+        self.step_size = _step_count("step_size", step_size)
         if step_size_down is None:
             self.step_size_down = self.step_size
         else:
-            self.step_size_down = _checks.positive_int("step_size_down", step_size_down)
+            self.step_size_down = _step_count("step_size_down", step_size_down)
         self.mode = _checks.one_of("mode", mode, MODES)
         self.gamma = _checks.fraction("gamma", gamma, high_open=False)
         if scale_fn is not None and not callable(scale_fn):
@@ -407,7 +432,7 @@ class OneCycle(_StepSchedule):
     ):
         super().__init__()
         self.max_lr = _checks.positive_number("max_lr", max_lr)
-        self.total_steps = _checks.positive_int("total_steps", total_steps)
+        self.total_steps = _step_count("total_steps", total_steps)
         self.pct_start = _checks.fraction("pct_start", pct_start)
         self.div_factor = _checks.positive_number("div_factor", div_factor)
         self.final_div_factor = _checks.positive_number("final_div_factor", final_div_factor)

@@ -266,6 +266,7 @@ def test_learning_rate_reaches_history_and_csv_logger(tmp_path):
          "max_momentum=1.0"),
         (dict(schedule=keras.optimizers.schedules.CosineDecay(0.1, 10), base_momentum=0.8,
               max_momentum=0.9), TypeError, "CosineDecay"),
+        (dict(schedule=OneCycle(0.1, 10), verbose="loud"), ValueError, "verbose='loud'"),
     ],
 )
 def test_bad_arguments(kwargs, error, fragment):

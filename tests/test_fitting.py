@@ -107,6 +107,10 @@ def test_resumed_run_continues_the_same_cycle(tmp_path):
     (dict(max_lr=0), "max_lr=0"),
     (dict(max_lr=0.1, pct_start=1.5), "pct_start=1.5"),
     (dict(max_lr=0.1, cycle_momentum="yes"), "cycle_momentum='yes'"),
+    (dict(max_lr=0.1, cycle_momentum=1.0), "True, False or 'auto'. Received: cycle_momentum=1.0"),
+    (dict(max_lr=0.1, cycle_momentum=True, base_momentum=None, max_momentum=None),
+     "give both. Received: base_momentum=None, max_momentum=None"),
+    (dict(max_lr=0.1, verbose="loud"), "verbose='loud'"),
     (dict(max_lr=0.1, base_momentum=0.99), "base_momentum=0.99, max_momentum=0.95"),
 ])
 def test_bad_arguments(kwargs, fragment):

@@ -420,8 +420,12 @@ def test_result_schedule_uses_the_bounds(digits_sweep):
     )
     adjusted = digits_sweep.schedule(step_size=10, bounds=suggestion._replace(max_lr=0.5))
     assert (adjusted.base_lr, adjusted.max_lr) == (suggestion.base_lr, 0.5)
+    by_hand = digits_sweep.schedule(step_size=10, bounds=(0.002, 0.03))
+    assert (by_hand.base_lr, by_hand.max_lr) == (0.002, 0.03)
     with pytest.raises(TypeError, match="step_size"):
         digits_sweep.schedule()
+    with pytest.raises(TypeError, match="a `Bounds` or a \\(base_lr, max_lr\\) pair"):
+        digits_sweep.schedule(step_size=10, bounds=0.03)
 
 
 def test_plot_marks_the_bounds_on_a_log_axis(digits_sweep):
@@ -493,6 +497,8 @@ def test_bad_models_are_refused_before_anything_changes(digits):
         lr_range_test(model, x, y, batch_size=-4)
     with pytest.raises(ValueError, match="`initial_epoch` would skip part of the sweep"):
         lr_range_test(model, x, y, initial_epoch=1)
+    with pytest.raises(ValueError, match="Received: verbose='loud'"):
+        lr_range_test(model, x, y, verbose="loud")
 
 
 def test_an_empty_sweep_says_it_recorded_nothing():

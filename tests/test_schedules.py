@@ -458,6 +458,7 @@ CLR_OK = dict(base_lr=0.01, max_lr=0.1, step_size=10)
         (dict(step_size=2.5), ValueError, "step_size=2.5"),
         (dict(step_size="10"), TypeError, "step_size='10'"),
         (dict(step_size_down=-1), ValueError, "step_size_down=-1"),
+        (dict(step_size=2**62), ValueError, "must be at most"),  # int64 overflows; JAX: int32
         (dict(mode="cosine"), ValueError, "mode='cosine'"),
         (dict(mode="exp_range", gamma=0.0), ValueError, "gamma=0.0"),
         (dict(mode="exp_range", gamma=1.5), ValueError, "gamma=1.5"),
@@ -475,6 +476,28 @@ def test_clr_bad_arguments(changes, error, fragment):
         CyclicalLearningRate(**{**CLR_OK, **changes})
 
 
+@pytest.mark.parametrize("call, error, fragment", [
+    (lambda s: s.values(None), TypeError, "steps=None"),
+    (lambda s: s.values("3"), TypeError, "steps='3'"),
+    (lambda s: s.values(np.nan), ValueError, "steps=nan"),
+    (lambda s: s.momentum_values(3, 0.95, 0.85), ValueError,
+     "base_momentum=0.95, max_momentum=0.85"),
+    (lambda s: s.momentum_values(3, -1, 0.9), ValueError, "base_momentum=-1"),
+    (lambda s: s.momentum(3, 0.8, 1.5), ValueError, "max_momentum=1.5"),
+], ids=["none", "string", "nan", "momenta_reversed", "momentum_negative", "momentum_tensor"])
+def test_host_values_refuse_bad_steps_and_momenta(call, error, fragment):
+    for schedule in (CyclicalLearningRate(**CLR_OK), OneCycle(0.1, 100)):
+        with pytest.raises(error, match=fragment):
+            call(schedule)
+
+
+def test_the_step_limit_follows_the_backends_step_counter():
+    limit = 2**30 - 1 if schedules._step_dtype() == "int32" else 2**62 - 1
+    assert CyclicalLearningRate(0.001, 0.006, step_size=limit).step_size == limit
+    with pytest.raises(ValueError, match=f"at most {limit} steps.*step_size={limit + 1}"):
+        CyclicalLearningRate(0.001, 0.006, step_size=limit + 1)
+
+
 def test_integral_float_step_size_is_accepted():
     assert CyclicalLearningRate(0.001, 0.006, step_size=2000.0).step_size == 2000
 
@@ -485,6 +508,7 @@ def test_integral_float_step_size_is_accepted():
         (dict(max_lr=0), ValueError, "max_lr=0"),
         (dict(total_steps=0), ValueError, "total_steps=0"),
         (dict(total_steps=10.5), ValueError, "total_steps=10.5"),
+        (dict(total_steps=2**62), ValueError, "must be at most"),
         (dict(pct_start=0.0), ValueError, "pct_start=0.0"),
         (dict(pct_start=1.0), ValueError, "pct_start=1.0"),
         (dict(div_factor=0), ValueError, "div_factor=0"),
