@@ -339,8 +339,12 @@ class OneCycleLR(CyclicLR):
         optimizer = inner_optimizer(self.model)
         accumulation = accumulation_steps(optimizer)
         self._updates_per_epoch = steps / accumulation
-        self.schedule = OneCycle(total_steps=max(1, steps * epochs // accumulation),
-                                 **self._cycle)
+        total_steps = max(1, steps * epochs // accumulation)
+        try:
+            self.schedule = OneCycle(total_steps=total_steps, **self._cycle)
+        except ValueError as error:  # a fit too short for the phases
+            raise ValueError(f"OneCycleLR spans the {total_steps} updates of this fit, too "
+                             f"few for its phases: train longer. {error}") from None
         cycle = self.cycle_momentum
         if cycle == "auto":
             cycle = isinstance(getattr(optimizer, "beta_1", None), float) or bool(
