@@ -268,9 +268,11 @@ def _prepare(lrs, values, metric, window, method=None):
         )
     if window is None:
         window = rule_window(method, len(values))
-    elif _checks.positive_int("window", window) > len(values):
-        raise ValueError(f"Argument `window` must be at most the curve's {len(values)} finite "
-                         f"points. Received: window={window!r}")
+    else:
+        window = _checks.positive_int("window", window)
+        if window > len(values):
+            raise ValueError(f"Argument `window` must be at most the curve's {len(values)} "
+                             f"finite points. Received: window={window!r}")
     return lrs, smooth(values, window), _noise(values) / np.sqrt(window)
 
 

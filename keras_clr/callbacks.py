@@ -1,6 +1,8 @@
 """`CyclicLR` drives an optimizer's learning rate (and momentum) from a schedule;
 `OneCycleLR` does so with 1cycle over exactly one `fit`."""
 
+import numbers
+
 import keras
 import numpy as np
 import pandas as pd
@@ -15,7 +17,12 @@ from keras_clr._optimizer import (
     learning_rate_variable,
     sync_host_state,
 )
-from keras_clr.schedules import CyclicalLearningRate, OneCycle, serialize_scale_fn
+from keras_clr.schedules import (
+    CyclicalLearningRate,
+    OneCycle,
+    _step_count,
+    serialize_scale_fn,
+)
 
 
 class _CallbackSchedule(CyclicalLearningRate):
@@ -148,7 +155,10 @@ class CyclicLR(keras.callbacks.Callback):
         self.base_momentum, self.max_momentum = _check_momenta(
             schedule, base_momentum, max_momentum
         )
-        self.verbose = _checks.one_of("verbose", verbose, (0, 1))
+        if not isinstance(verbose, numbers.Integral) or verbose < 0:
+            raise ValueError(f"Argument `verbose` must be 0 (silent) or 1 (print the LR after "
+                             f"each epoch). Received: verbose={verbose!r}")
+        self.verbose = verbose
         self._steps = np.arange(0)
         self._offset = 0  # the schedule's step 0 is this optimizer step
 
@@ -267,7 +277,8 @@ class CyclicLR(keras.callbacks.Callback):
         first = end if self._first_step is None else self._first_step
         self._steps = np.arange(first, end)
         installation.remove()
-        installation.check_learning_rate(self._expected_lr, "CyclicLR")
+        if len(self._steps):  # with none, removing put the optimizer's own LR back
+            installation.check_learning_rate(self._expected_lr, "CyclicLR")
 
 
 class OneCycleLR(CyclicLR):
@@ -314,7 +325,9 @@ class OneCycleLR(CyclicLR):
                            three_phase=three_phase)
         # Checks every argument now; the real cycle is built when fit starts.
         planned = OneCycle(total_steps=1_000_000, **self._cycle)
-        if not (isinstance(cycle_momentum, bool) or cycle_momentum == "auto"):  # not 1.0
+        if isinstance(cycle_momentum, (bool, np.bool_)):
+            cycle_momentum = bool(cycle_momentum)
+        elif cycle_momentum != "auto":  # 1.0 == True, but is no flag
             raise ValueError("Argument `cycle_momentum` must be True, False or 'auto'. "
                              f"Received: cycle_momentum={cycle_momentum!r}")
         if cycle_momentum is True and (base_momentum is None or max_momentum is None):
@@ -339,7 +352,7 @@ class OneCycleLR(CyclicLR):
         optimizer = inner_optimizer(self.model)
         accumulation = accumulation_steps(optimizer)
         self._updates_per_epoch = steps / accumulation
-        total_steps = max(1, steps * epochs // accumulation)
+        total_steps = _step_count("total_steps", max(1, steps * epochs // accumulation))
         try:
             self.schedule = OneCycle(total_steps=total_steps, **self._cycle)
         except ValueError as error:  # a fit too short for the phases

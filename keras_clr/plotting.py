@@ -194,8 +194,9 @@ def describe(schedule):
             parts.append("three_phase=True")
     else:
         parts = []
-    # A private subclass (`CyclicLR`'s own schedule) goes by its public class.
-    name = next(kind.__name__ for kind in type(schedule).__mro__ if kind.__name__[0] != "_")
+    name = type(schedule).__name__
+    if isinstance(schedule, CyclicalLearningRate) and not schedule._saved_with_model:
+        name = "CyclicalLearningRate"  # `CyclicLR`'s own, with a scale_fn it cannot save
     return f"{name}({', '.join(parts)})"
 
 

@@ -29,6 +29,7 @@ from keras_clr._optimizer import (
     restore_jax_sharding_spec,
     sync_host_state,
 )
+from keras_clr.bounds import Bounds
 from keras_clr.schedules import CyclicalLearningRate
 
 SWEEP_MODES = ("linear", "exponential")
@@ -281,7 +282,7 @@ class RangeTestResult:
         if bounds is None:
             bounds = self.suggest_bounds(metric=metric, method=method)
         try:
-            base_lr, max_lr = bounds[:2]  # a `Bounds` starts with them
+            base_lr, max_lr = bounds[:2] if isinstance(bounds, Bounds) else bounds
         except (TypeError, ValueError):
             raise TypeError("Argument `bounds` must be a `Bounds` or a (base_lr, max_lr) "
                             f"pair. Received: bounds={bounds!r}") from None
@@ -431,7 +432,7 @@ class RangeTestCallback(keras.callbacks.Callback):
                     "Argument `eval_every` needs `validation_data`. Received: "
                     f"eval_every={eval_every}, validation_data=None"
                 )
-        if isinstance(validation_data, (tuple, list)) and not 2 <= len(validation_data) <= 3:
+        if isinstance(validation_data, (tuple, list)) and not 1 <= len(validation_data) <= 3:
             raise ValueError(
                 "Argument `validation_data` must be (x, y), (x, y, sample_weight) or a "
                 f"dataset, as for `fit`. Received: a {type(validation_data).__name__} of "
@@ -551,8 +552,8 @@ class RangeTestCallback(keras.callbacks.Callback):
 
     def remove_sweep(self):
         """Gives the model its own train step back; the optimizer keeps the
-        sweep's last LR. Idempotent; after a `fit` that raised, the model's next
-        `fit` does this itself."""
+        sweep's last LR (its own, if no step ran). Idempotent; after a `fit`
+        that raised, the model's next `fit` does this itself."""
         installation, self._installation = getattr(self, "_installation", None), None
         if installation is not None:
             installation.remove()
@@ -560,7 +561,7 @@ class RangeTestCallback(keras.callbacks.Callback):
     def _evaluate(self):
         data = self.validation_data
         if isinstance(data, (tuple, list)):
-            x, y, sample_weight = (*data, None)[:3]
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(tuple(data))
             scores = self.model.evaluate(x, y, sample_weight=sample_weight, verbose=0,
                                          return_dict=True)
         else:

@@ -143,7 +143,6 @@ class _StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def momentum(self, step, base_momentum, max_momentum):
         """Momentum cycled inversely to the LR at `step`, as a tensor (see
         `momentum_values`)."""
-        base_momentum, max_momentum = _checks.momentum_range(base_momentum, max_momentum)
         return self._tensor_curve(step, self._momentum_levels(base_momentum, max_momentum))
 
     def _tensor_curve(self, step, levels):
@@ -158,6 +157,10 @@ class _StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
         The host-side twin of `schedule(step)`: no tensors, no tracing. Use it
         for plots and tables, e.g. `schedule.values(np.arange(1000))`.
+
+        Raises:
+            TypeError: `steps` that are not numbers.
+            ValueError: `steps` that are NaN or infinite.
         """
         return self._host_curve(_host_steps(steps), self._lr_levels())
 
@@ -167,6 +170,10 @@ class _StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
         Momentum is `max_momentum` where the LR is lowest and `base_momentum`
         where it peaks: the sequence of PyTorch's `CyclicLR(cycle_momentum=True)`
         and `OneCycleLR`.
+
+        Raises:
+            TypeError, ValueError: Bad `steps` (as in `values`), or momenta
+                not in `0 <= base_momentum <= max_momentum < 1`.
         """
         base_momentum, max_momentum = _checks.momentum_range(base_momentum, max_momentum)
         return self._host_curve(_host_steps(steps), self._momentum_levels(base_momentum,

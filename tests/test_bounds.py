@@ -105,6 +105,9 @@ def test_a_bad_smoothing_window_is_refused_by_name(window, error, fragment):
     for rule in (bounds.lowest_loss_bounds, accuracy_bounds, loss_bounds):
         with pytest.raises(error, match=fragment):
             rule(lrs, exploding_loss(lrs), window=window)
+        # as `step_size`, an integral float is an integer
+        assert rule(lrs, exploding_loss(lrs), window=5.0) == rule(lrs, exploding_loss(lrs),
+                                                                  window=5)
 
 
 # ---------------------------------------------------------------------------

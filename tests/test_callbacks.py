@@ -122,6 +122,20 @@ def test_gradient_accumulation_follows_the_update_count():
     np.testing.assert_allclose(applied, schedule.values(np.arange(4)), **PROBE_TOLERANCE)
 
 
+@pytest.mark.parametrize("scale_fn", [None, lambda cycle: 1 / (2.0 ** (cycle - 1))],
+                         ids=["in_graph", "host_route"])
+def test_a_fit_that_applies_no_update_ends_cleanly_with_the_optimizers_own_lr(scale_fn):
+    # 2 batches of a 4-batch accumulation: the fit applies no update.
+    model = probe_model(keras.optimizers.SGD(0.3, gradient_accumulation_steps=4))
+    if scale_fn is None:
+        clr = CyclicLR(CyclicalLearningRate(0.1, 0.5, 2))
+    else:
+        clr = CyclicLR(base_lr=0.1, max_lr=0.5, step_size=2, scale_fn=scale_fn)
+    fit(model, 2, [clr])
+    assert clr.history.empty
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.3)
+
+
 @pytest.mark.backends("tensorflow", "jax")  # Keras' torch backend refuses steps_per_execution > 1
 def test_every_step_of_a_multi_step_execution_gets_its_own_lr():
     schedule = CyclicalLearningRate(0.1, 0.9, 3, mode="triangular2")
