@@ -762,8 +762,11 @@ def _combine(results):
 
 
 def _state_variables(model):
+    """Weights, optimizer state and metric totals (on JAX, a step that fails
+    to trace can leave any of them empty)."""
     unique = {}
-    for variable in [*model.variables, *model.optimizer.variables]:
+    for variable in [*model.variables, *model.optimizer.variables,
+                     *getattr(model, "metrics_variables", [])]:
         unique.setdefault(id(variable), variable)
     return list(unique.values())
 
