@@ -8,6 +8,7 @@ import textwrap
 
 import numpy as np
 
+from keras_clr import _checks
 from keras_clr.bounds import rule_window, smooth
 
 # Up to this many steps a schedule is drawn at every step; beyond, at this
@@ -139,10 +140,19 @@ def plot_schedule(schedule, steps, ax=None, base_momentum=None, max_momentum=Non
         The matplotlib `Axes` of the LR curve.
 
     Raises:
-        ValueError: `steps` spans more cycles than a sampled curve can show
-            (more than `MAX_POINTS / MIN_POINTS_PER_CYCLE`).
+        ValueError: `steps` is not a positive integer or spans more cycles
+            than a sampled curve can show (more than `MAX_POINTS /
+            MIN_POINTS_PER_CYCLE`), or only one momentum is given.
+        TypeError: `schedule` is not a keras-clr schedule.
     """
-    x = _drawn_steps(schedule, steps)
+    if not hasattr(schedule, "momentum_values"):
+        raise TypeError("Argument `schedule` must be a keras-clr schedule "
+                        f"(CyclicalLearningRate or OneCycle). Received: schedule={schedule!r}")
+    if (base_momentum is None) != (max_momentum is None):
+        raise ValueError("Give both `base_momentum` and `max_momentum` to draw momentum, or "
+                         f"neither. Received: base_momentum={base_momentum!r}, "
+                         f"max_momentum={max_momentum!r}")
+    x = _drawn_steps(schedule, _checks.positive_int("steps", steps))
     ax = _axes(ax)
     ax.plot(x, schedule.values(x), label=label)
     ax.set_xlabel("optimizer step")

@@ -316,6 +316,8 @@ class RangeTestResult:
         from keras_clr import plotting
 
         metric = self.default_metric() if metric is None else metric
+        if method is not None:  # a typo is an error, not a title saying "no bounds"
+            _checks.one_of("method", method, bounds.METHODS)
         ended = self.ended
         try:
             suggestion, note = self.suggest_bounds(metric=metric, method=method), ended

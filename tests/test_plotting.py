@@ -78,6 +78,18 @@ def test_too_many_cycles_for_a_sample_is_refused():
         plotting.plot_schedule(CyclicalLearningRate(0.001, 0.006, 200), 10**10, ax=new_axes())
 
 
+@pytest.mark.parametrize("schedule, steps, momenta, error, fragment", [
+    (CyclicalLearningRate(0.001, 0.006, 20), 0, {}, ValueError, "steps=0"),
+    (CyclicalLearningRate(0.001, 0.006, 20), "100", {}, TypeError, "steps='100'"),
+    (0.01, 100, {}, TypeError, "keras-clr schedule .*Received: schedule=0.01"),
+    (OneCycle(0.1, 100), 100, {"base_momentum": 0.85}, ValueError,
+     "Give both .*Received: base_momentum=0.85, max_momentum=None"),
+], ids=["no_steps", "string_steps", "not_a_schedule", "one_momentum"])
+def test_plot_schedule_refuses_bad_input_by_name(schedule, steps, momenta, error, fragment):
+    with pytest.raises(error, match=fragment):
+        plotting.plot_schedule(schedule, steps, ax=new_axes(), **momenta)
+
+
 # ---------------------------------------------------------------------------
 # Range test
 
@@ -156,3 +168,5 @@ def test_result_plot_says_how_the_sweep_ended_and_why_there_are_no_bounds():
     assert "6 of 6 steps, nan; no bounds: The 'loss' curve shows no clear drop" in (
         ax.get_title().replace("\n", " ")
     )
+    with pytest.raises(ValueError, match="Received: method='best'"):  # a typo is no title
+        sweep_result().plot(ax=new_axes(), method="best")
