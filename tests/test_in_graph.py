@@ -357,7 +357,7 @@ def test_a_custom_training_loop_driving_the_callbacks_gets_each_steps_lr():
 
 def test_the_callback_takes_a_scale_fn_that_could_not_be_saved():
     # A schedule refuses it, as it may be saved with a model; the callback never is.
-    decay = functools.partial(np.power, 0.5)  # 0.5 ** cycle, as triangular2 minus one cycle
+    decay = functools.partial(np.power, 0.5)  # 0.5 ** cycle: half triangular2's scale
     clr = CyclicLR(base_lr=0.1, max_lr=0.9, step_size=2, scale_fn=decay, scale_mode="cycle")
     model = probe_model(keras.optimizers.SGD(0.3))
     recorder, _ = fit(model, 8, [clr], epochs=1)
