@@ -68,6 +68,19 @@ def momentum_range(base_momentum, max_momentum):
     return base, top
 
 
+def optional_momentum_range(base_momentum, max_momentum, use):
+    """`(None, None)` when neither is given, else `momentum_range`; one alone
+    raises. `use` completes the message: "Give both ... {use}, or neither"."""
+    if base_momentum is None and max_momentum is None:
+        return None, None
+    if base_momentum is None or max_momentum is None:
+        raise ValueError(
+            f"Give both `base_momentum` and `max_momentum` {use}, or neither. Received: "
+            f"base_momentum={base_momentum!r}, max_momentum={max_momentum!r}"
+        )
+    return momentum_range(base_momentum, max_momentum)
+
+
 def one_of(name, value, choices):
     if value not in choices:
         _fail(ValueError, name, value, "one of " + ", ".join(map(repr, choices)))

@@ -389,16 +389,9 @@ def _host_lrs(schedule, steps):
 
 
 def _check_momenta(schedule, base_momentum, max_momentum):
-    if base_momentum is None and max_momentum is None:
-        return None, None
-    if base_momentum is None or max_momentum is None:
-        raise ValueError(
-            "Give both `base_momentum` and `max_momentum` to cycle momentum, or "
-            f"neither. Received: base_momentum={base_momentum!r}, "
-            f"max_momentum={max_momentum!r}"
-        )
-    base, top = _checks.momentum_range(base_momentum, max_momentum)
-    if not hasattr(schedule, "momentum_values"):
+    base, top = _checks.optional_momentum_range(base_momentum, max_momentum,
+                                                "to cycle momentum")
+    if base is not None and not hasattr(schedule, "momentum_values"):
         raise TypeError(
             "Momentum cycling follows the shape of a keras-clr schedule "
             "(CyclicalLearningRate or OneCycle). Received: "

@@ -148,10 +148,7 @@ def plot_schedule(schedule, steps, ax=None, base_momentum=None, max_momentum=Non
     if not hasattr(schedule, "momentum_values"):
         raise TypeError("Argument `schedule` must be a keras-clr schedule "
                         f"(CyclicalLearningRate or OneCycle). Received: schedule={schedule!r}")
-    if (base_momentum is None) != (max_momentum is None):
-        raise ValueError("Give both `base_momentum` and `max_momentum` to draw momentum, or "
-                         f"neither. Received: base_momentum={base_momentum!r}, "
-                         f"max_momentum={max_momentum!r}")
+    _checks.optional_momentum_range(base_momentum, max_momentum, "to draw momentum")
     x = _drawn_steps(schedule, _checks.positive_int("steps", steps))
     ax = _axes(ax)
     ax.plot(x, schedule.values(x), label=label)

@@ -767,8 +767,7 @@ def _state_variables(model):
     """Weights, optimizer state and metric totals (on JAX, a step that fails
     to trace can leave any of them empty)."""
     unique = {}
-    for variable in [*model.variables, *model.optimizer.variables,
-                     *getattr(model, "metrics_variables", [])]:
+    for variable in [*model.variables, *model.optimizer.variables, *model.metrics_variables]:
         unique.setdefault(id(variable), variable)
     return list(unique.values())
 
