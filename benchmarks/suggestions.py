@@ -4,6 +4,7 @@
         [--rules ours,fastai_valley] [--out out/suggestions] [--cache DIR] [--quick]
         [--sweep-steps 300] [--sweep-range 1e-7,10] [--eval-every 15] [--policy 1cycle]
         [--peak-factors 1.5,2,3] [--base-divisors 4,10] [--pct-starts 0.1,0.45]
+        [--final-div-factors 1] [--momentum-spreads 0]
 
 The promise under test: one short LR range test replaces a grid search. For each task of a
 suite that varies what changes LR behaviour (MLP, BatchNorm, Conv1D, GRU, attention; SGD with
@@ -50,6 +51,10 @@ regression losses) and each seed (the seed changes the data split and the initia
    With `--pct-starts`, rules `ours_pct<p>` keep ours' bounds and warm 1cycle up for a share
    p of the budget instead of `OneCycle`'s 0.3, each with its own hand grid
    (`warmup_report`: would another shape of the cycle do better at these budgets?).
+   `--final-div-factors` (rules `ours_final<f>`: 1cycle ends at its start / f, not / 1e4)
+   and `--momentum-spreads` (rules `ours_mom<s>`: momentum cycled 0.9 +- s, not +- 0.05;
+   0 keeps it at 0.9) measure two more levers of the shape the same way
+   (`final_div_report`, `momentum_report`).
 
 Selection (the best fixed LR, the hand grid's best peak) reads the final validation score;
 every reported score is the test split's, so selection noise is not counted as skill. Scores
@@ -416,6 +421,7 @@ TASK_GROUPS = {"suite": SUITE, "holdout": HOLDOUT, "holdout2": HOLDOUT2}
 
 FIXED_MOMENTUM = 0.9  # SGD momentum / Adam-family beta_1 of fixed-LR runs and sweeps
 PIPELINE_MOMENTA = (0.85, 0.95)  # at the LR's peak and trough (Smith, 2018)
+DEFAULT_MOMENTUM_SPREAD = 0.05  # PIPELINE_MOMENTA is FIXED_MOMENTUM +- 0.05
 # Optimizers whose momentum the pipeline leaves alone: built without one.
 UNCYCLED = ("rmsprop", "adagrad")
 
@@ -611,9 +617,8 @@ def train(task, seed, data, learning_rate, epochs, callbacks=(), momentum=FIXED_
             "at_chance": at_chance(task, val, chance), "seconds": round(seconds, 2)}
 
 
-def one_cycle(base_lr, max_lr, total_steps, steps_per_epoch, pct_start=None):
-    """`OneCycle`, warming up for `pct_start` of the steps (None: its default, 0.3)."""
-    shape = {} if pct_start is None else {"pct_start": pct_start}
+def one_cycle(base_lr, max_lr, total_steps, steps_per_epoch, **shape):
+    """`OneCycle`; `shape` changes its other arguments (`pct_start`, `final_div_factor`)."""
     return OneCycle(max_lr, total_steps, div_factor=max_lr / base_lr, **shape)
 
 
@@ -666,23 +671,30 @@ class Trainer:
                               lambda: train(self.task, self.seed, self.data, schedule,
                                             self.epochs))
 
-    def pipeline(self, max_lr, div_factor, epochs=None, pct_start=None):
+    def pipeline(self, max_lr, div_factor, epochs=None, shape=()):
         """The policy from `max_lr / div_factor` up to `max_lr`, with momentum cycling;
-        1cycle warms up for `pct_start` of the steps (None: `OneCycle`'s default)."""
-        max_lr, epochs = round_lr(max_lr), epochs or self.epochs
-        shape = {} if pct_start is None else {"pct": pct_start}  # old keys stay valid
-        key = self.key(self.policy, max=max_lr, div=div_factor, epochs=epochs, **shape)
+        `shape` holds (name, value) pairs of `SHAPE_KEYS` that change the default shape."""
+        max_lr, epochs, shape = round_lr(max_lr), epochs or self.epochs, dict(shape)
+        if self.task.optimizer in UNCYCLED:
+            shape.pop("momentum_spread", None)  # no momentum: the default run
+        # Only a changed shape adds to the key, so the caches of earlier runs stay valid.
+        changed = {SHAPE_KEYS[name]: value for name, value in shape.items()}
+        key = self.key(self.policy, max=max_lr, div=div_factor, epochs=epochs, **changed)
         return self.cache.run(key, lambda: self._train_pipeline(max_lr, div_factor, epochs,
-                                                                pct_start))
+                                                                shape))
 
-    def _train_pipeline(self, max_lr, div_factor, epochs, pct_start):
-        shape = {} if pct_start is None else {"pct_start": pct_start}
+    def _train_pipeline(self, max_lr, div_factor, epochs, shape):
+        spread = shape.pop("momentum_spread", None)
         schedule = POLICIES[self.policy](max_lr / div_factor, max_lr,
                                          epochs * self.steps_per_epoch, self.steps_per_epoch,
                                          **shape)
         low, high = PIPELINE_MOMENTA
+        if spread is not None:
+            low, high = FIXED_MOMENTUM - spread, FIXED_MOMENTUM + spread
         if self.task.optimizer in UNCYCLED:
             callback, momentum = CyclicLR(schedule), FIXED_MOMENTUM
+        elif low == high:  # a constant momentum
+            callback, momentum = CyclicLR(schedule), low
         else:
             callback = CyclicLR(schedule, base_momentum=low, max_momentum=high)
             momentum = high
@@ -714,14 +726,14 @@ class Trainer:
 
 @dataclasses.dataclass(frozen=True)
 class Suggestion:
-    """What a rule proposes: a single LR, and the pipeline's peak and base (and 1cycle's
-    warm-up share, None for `OneCycle`'s default)."""
+    """What a rule proposes: a single LR, and the pipeline's peak and base (and what it
+    changes of the pipeline's default shape: (name, value) pairs of `SHAPE_KEYS`)."""
 
     lr: float
     max_lr: float
     base_lr: float
     detail: str  # what the rule read and returned
-    pct_start: float | None = None
+    shape: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -735,7 +747,12 @@ class Rule:
 
 
 DEFAULT_DIV_FACTOR = 25.0  # base = max_lr / 25 for a rule without a base (1cycle's default)
-DEFAULT_PCT_START = inspect.signature(OneCycle).parameters["pct_start"].default
+_ONE_CYCLE_DEFAULTS = inspect.signature(OneCycle).parameters
+DEFAULT_PCT_START = _ONE_CYCLE_DEFAULTS["pct_start"].default
+DEFAULT_FINAL_DIV_FACTOR = _ONE_CYCLE_DEFAULTS["final_div_factor"].default
+# What a rule may change of the pipeline's shape, and its name in the cache key.
+# `momentum_spread` s cycles momentum (beta_1) FIXED_MOMENTUM +- s; 0: constant.
+SHAPE_KEYS = {"pct_start": "pct", "final_div_factor": "final", "momentum_spread": "mom"}
 
 
 def ours(result):
@@ -891,16 +908,33 @@ def base_rule(divisor):
     return Rule(f"ours_base_div{divisor:g}", "val", suggest)
 
 
-def warmup_rule(pct_start):
-    """Ours' bounds with 1cycle warming up for `pct_start` of the budget (`OneCycle`'s
-    default is 0.3, PyTorch's): a candidate shape, added by `--pct-starts`."""
+def shape_rule(prefix, name, value, detail):
+    """Ours' bounds with the pipeline's `name` (a key of `SHAPE_KEYS`) at `value`: a
+    candidate shape, rule `<prefix><value>`."""
 
     def suggest(result):
         bounds = result.suggest_bounds()
-        return Suggestion(bounds.lr, bounds.max_lr, bounds.base_lr,
-                          f"warm-up {pct_start:g} of the steps", pct_start)
+        return Suggestion(bounds.lr, bounds.max_lr, bounds.base_lr, detail, ((name, value),))
 
-    return Rule(f"ours_pct{pct_start:g}", "val", suggest)
+    return Rule(f"{prefix}{value:g}", "val", suggest)
+
+
+def warmup_rule(pct_start):
+    """1cycle warming up for `pct_start` of the budget (`OneCycle`'s default is 0.3,
+    PyTorch's), added by `--pct-starts`."""
+    return shape_rule("ours_pct", "pct_start", pct_start, f"warm-up {pct_start:g} of the steps")
+
+
+def final_div_rule(factor):
+    """1cycle ending at its start / `factor` (`OneCycle`'s default 1e4, PyTorch's), added
+    by `--final-div-factors`."""
+    return shape_rule("ours_final", "final_div_factor", factor, f"final LR = start / {factor:g}")
+
+
+def momentum_rule(spread):
+    """Momentum (beta_1) cycled 0.9 +- `spread` against the LR (0: constant 0.9, as in
+    the fixed-LR runs; the default cycles 0.85-0.95), added by `--momentum-spreads`."""
+    return shape_rule("ours_mom", "momentum_spread", spread, f"momentum 0.9 +- {spread:g}")
 
 
 SWEEPS = ("val", "train")  # with validation data, without
@@ -965,12 +999,12 @@ def fixed_grid(trainer, settings):
     return runs, added, edge
 
 
-def hand_grid(trainer, best_fixed_lr, div_factor, settings, pct_start=None):
+def hand_grid(trainer, best_fixed_lr, div_factor, settings, shape=()):
     """Pipeline peaks at multiples of the best fixed LR, at the rule's base/max ratio and
-    warm-up: (runs by multiple, best at an edge?)."""
+    shape: (runs by multiple, best at an edge?)."""
     runs, _, edge = widen_search(
         settings.hand_multiples,
-        lambda m: trainer.pipeline(m * best_fixed_lr, div_factor, pct_start=pct_start),
+        lambda m: trainer.pipeline(m * best_fixed_lr, div_factor, shape=shape),
         2.0, settings.widen)
     return runs, edge
 
@@ -1032,8 +1066,8 @@ def score_rule(trainer, rule, sweep, best_lr, best, settings):
                            if issubclass(w.category, ShallowCurveWarning)), None)
     div = float(f"{suggestion.max_lr / suggestion.base_lr:.2g}")
     fixed = trainer.fixed(suggestion.lr)
-    pipeline = trainer.pipeline(suggestion.max_lr, div, pct_start=suggestion.pct_start)
-    hand, hand_edge = hand_grid(trainer, best_lr, div, settings, suggestion.pct_start)
+    pipeline = trainer.pipeline(suggestion.max_lr, div, shape=suggestion.shape)
+    hand, hand_edge = hand_grid(trainer, best_lr, div, settings, suggestion.shape)
     peak = best_of(hand)
     regret = shortfall(task, hand[peak]["test"], pipeline["test"])
     far = abs(math.log10(suggestion.max_lr / (peak * best_lr))) > 1
@@ -1058,10 +1092,10 @@ def score_rule(trainer, rule, sweep, best_lr, best, settings):
 
 
 def half_budget(trainer, suggestion, div, sweep_steps):
-    """The pipeline over half the budget minus the range test, in whole epochs (at the
-    suggestion's warm-up; only the library's own rules get this run)."""
+    """The pipeline over half the budget minus the range test, in whole epochs (in the
+    suggestion's shape; only the library's own rules get this run)."""
     epochs = max(1, round((trainer.budget / 2 - sweep_steps) / trainer.steps_per_epoch))
-    run = trainer.pipeline(suggestion.max_lr, div, epochs, suggestion.pct_start)
+    run = trainer.pipeline(suggestion.max_lr, div, epochs, suggestion.shape)
     return {"half_epochs": epochs, "half_steps": epochs * trainer.steps_per_epoch + sweep_steps,
             "half_test": run["test"]}
 
@@ -1555,6 +1589,24 @@ def warmup_report(seeds, rules):
         "Run with `--pct-starts` (e.g. 0.1,0.45) to measure other warm-ups for 1cycle."))
 
 
+def final_div_report(seeds, rules):
+    """1cycle's default end (`OneCycle`'s `final_div_factor`, 1e4) against the
+    `--final-div-factors` candidates, with ours' bounds: see `variant_report`."""
+    return variant_report(seeds, rules, Variants(
+        "ours_final", DEFAULT_FINAL_DIV_FACTOR, "final LR (final_div_factor)", "start / {:g}",
+        "final_div_factor",
+        "Run with `--final-div-factors` (e.g. 1,100) to measure other ends for 1cycle."))
+
+
+def momentum_report(seeds, rules):
+    """The pipeline's default momentum cycling (0.9 +- 0.05) against the
+    `--momentum-spreads` candidates (0: constant), with ours' bounds: see `variant_report`.
+    RMSprop and Adagrad tasks have no momentum: their candidates' runs are the default's."""
+    return variant_report(seeds, rules, Variants(
+        "ours_mom", DEFAULT_MOMENTUM_SPREAD, "momentum (beta_1)", "0.9 +- {:g}", "spread",
+        "Run with `--momentum-spreads` (e.g. 0) to measure other momentum cycles."))
+
+
 @dataclasses.dataclass(frozen=True)
 class Variants:
     """A family of candidate rules for `variant_report`: rules `<prefix><value>`, ours at
@@ -1687,7 +1739,7 @@ def plot_task(task, seeds, rules, out):
         ax.plot(list(grid), [display(task, v) for v in grid.values()], "o-", color="black",
                 label="fixed LR")
         here = rules[(rules["seed"] == seed_row["seed"])
-                     & ~rules["rule"].str.match("ours_peak_x|ours_base_div|ours_pct")]
+                     & ~rules["rule"].str.match("ours_(peak_x|base_div|pct|final|mom)")]
         plotted = set()
         for _, row in here.iterrows():
             if isinstance(row.get("hand_val"), dict) and row["div"] not in plotted:
@@ -1731,15 +1783,27 @@ def parse_args(argv=None):
     parser.add_argument("--pct-starts", default="",
                         help="add rules with 1cycle warming up for these shares of the "
                              "budget: 0.1,0.45")
+    parser.add_argument("--final-div-factors", default="",
+                        help="add rules with 1cycle ending at its start over these: 1,100")
+    parser.add_argument("--momentum-spreads", default="",
+                        help="add rules cycling momentum 0.9 +- these (0: constant): 0")
     args = parser.parse_args(argv)
+    args.seeds = parse_seeds(args.seeds)
     args.peak_factors = parse_values(args.peak_factors, "--peak-factors", lambda v: v > 0,
                                      "> 0", 1.0)
     args.base_divisors = parse_values(args.base_divisors, "--base-divisors", lambda v: v > 1,
                                       "> 1 (the base lies below the peak)", BASE_BELOW_PEAK)
     args.pct_starts = parse_values(args.pct_starts, "--pct-starts", lambda v: 0 < v < 1,
                                    "in (0, 1)", DEFAULT_PCT_START)
-    if args.pct_starts and args.policy != "1cycle":
-        parser.error(f"--pct-starts shapes 1cycle; received --policy {args.policy}")
+    args.final_div_factors = parse_values(args.final_div_factors, "--final-div-factors",
+                                          lambda v: v > 0, "> 0", DEFAULT_FINAL_DIV_FACTOR)
+    args.momentum_spreads = parse_values(args.momentum_spreads, "--momentum-spreads",
+                                         lambda v: 0 <= v < 1 - FIXED_MOMENTUM,
+                                         f"in [0, {1 - FIXED_MOMENTUM:g})", DEFAULT_MOMENTUM_SPREAD)
+    for option in ("pct_starts", "final_div_factors"):
+        if getattr(args, option) and args.policy != "1cycle":
+            parser.error(f"--{option.replace('_', '-')} shapes 1cycle; received --policy "
+                         f"{args.policy}")
     return args
 
 
@@ -1783,7 +1847,14 @@ def parse_tasks(text):
 
 
 def parse_seeds(text):
-    return [int(s) for s in text.split(",") if s] if "," in text else list(range(int(text)))
+    """A count N (seeds 0..N-1) or a comma-separated list of seeds; else exit."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s] if "," in text else range(int(text))
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise SystemExit(f"--seeds: expected a count >= 1 or a list such as 0,3,4; got {text!r}")
+    return list(seeds)
 
 
 def load_data(task, seed, settings):
@@ -1834,6 +1905,8 @@ def report(tasks, seeds, rules):
              "## Where should the peak sit?", peak_factor_report(seeds, rules),
              "## Where should the base sit?", base_report(seeds, rules),
              "## How long should 1cycle warm up?", warmup_report(seeds, rules),
+             "## Where should 1cycle end?", final_div_report(seeds, rules),
+             "## Should momentum cycle?", momentum_report(seeds, rules),
              "## Is the single LR's factor fitted in-sample?", single_lr_factor_check(rules),
              "## Spread of ours' bounds over seeds", spread_report(rules),
              "## Refusals and warnings", refusal_report(rules),
@@ -1851,12 +1924,14 @@ def main(argv=None):
     rules += [peak_rule(factor) for factor in args.peak_factors]
     rules += [base_rule(divisor) for divisor in args.base_divisors]
     rules += [warmup_rule(pct) for pct in args.pct_starts]
+    rules += [final_div_rule(factor) for factor in args.final_div_factors]
+    rules += [momentum_rule(spread) for spread in args.momentum_spreads]
     cache = Cache(args.cache or args.out / "cache")
     args.out.mkdir(parents=True, exist_ok=True)
     started, seed_rows, rule_rows, budgets = time.perf_counter(), [], [], {}
     top = header(args, config, settings)  # the commit and time this run started from
     for task in tasks:
-        for seed in parse_seeds(args.seeds):
+        for seed in args.seeds:
             trainer = Trainer(task, seed, load_data(task, seed, settings), cache,
                               settings.epochs or task.epochs, args.policy)
             budgets[task.name] = (trainer.epochs, trainer.budget)

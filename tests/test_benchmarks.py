@@ -295,52 +295,90 @@ def test_peak_and_base_rules_move_only_their_bound():
     assert peak.base_lr == pytest.approx(peak.max_lr / 25)
     assert base.max_lr == ours.max_lr
     assert base.base_lr == pytest.approx(ours.max_lr / 4)
-    warmup = suggestions.warmup_rule(0.1)
-    assert warmup.name == "ours_pct0.1"
-    assert warmup.suggest(result) == dataclasses.replace(ours, detail=warmup.suggest(
-        result).detail, pct_start=0.1)
-    assert ours.pct_start is None
+    shapes = {suggestions.warmup_rule(0.1): ("ours_pct0.1", "pct_start", 0.1),
+              suggestions.final_div_rule(100): ("ours_final100", "final_div_factor", 100),
+              suggestions.momentum_rule(0): ("ours_mom0", "momentum_spread", 0)}
+    for rule, (name, key, value) in shapes.items():
+        assert rule.name == name
+        suggestion = rule.suggest(result)
+        assert suggestion == dataclasses.replace(ours, detail=suggestion.detail,
+                                                 shape=((key, value),))
+    assert ours.shape == ()
 
 
-def trainer_recording_warm_ups(monkeypatch, tmp_path):
+def trainer_recording_pipelines(monkeypatch, tmp_path, task="moons_mlp"):
     """The suggestions module, a `Trainer` of 100-step runs (10 epochs of 10) whose training
-    is faked, and the list it fills with each pipeline's peak step."""
+    is faked, and the list it fills with each pipeline's shape: (peak step, last LR / first
+    LR, the optimizer's momentum, the callback's base and max momentum)."""
     suggestions = benchmark("suggestions")
-    peaks = []
+    shapes = []
 
     def train(task, seed, data, learning_rate, epochs, callbacks=(), momentum=None):
         if callbacks:  # a pipeline run; a fixed LR has none
-            schedule = callbacks[0].schedule
-            peaks.append(int(np.argmax(schedule.values(np.arange(schedule.total_steps)))))
+            callback = callbacks[0]
+            lrs = callback.schedule.values(np.arange(callback.schedule.total_steps))
+            shapes.append((int(np.argmax(lrs)), float(lrs[-1] / lrs[0]), momentum,
+                           callback.base_momentum, callback.max_momentum))
         return {"test": 0.5, "val": 0.5, "curve": [0.5], "finite": True, "at_chance": False}
 
     monkeypatch.setattr(suggestions, "train", train)
-    data = {"train": (np.zeros((160, 2)), np.zeros(160))}  # 10 steps an epoch at batch 16
-    trainer = suggestions.Trainer(suggestions.TASKS["moons_mlp"], 0, data,
+    rows = 10 * suggestions.TASKS[task].batch_size  # 10 steps an epoch
+    data = {"train": (np.zeros((rows, 2)), np.zeros(rows))}
+    trainer = suggestions.Trainer(suggestions.TASKS[task], 0, data,
                                   suggestions.Cache(tmp_path), epochs=10)
     assert trainer.steps_per_epoch == 10
-    return suggestions, trainer, peaks
+    return suggestions, trainer, shapes
+
+
+def cached_params(tmp_path, task, name):
+    return sorted(str(json.loads(path.read_text())["key"]["params"].get(name, "absent"))
+                  for path in tmp_path.glob(f"{task}/seed0/1cycle_*.json"))
 
 
 def test_pipeline_runs_warm_up_as_asked_and_cache_each_warm_up_apart(monkeypatch, tmp_path):
-    _, trainer, peaks = trainer_recording_warm_ups(monkeypatch, tmp_path)
+    _, trainer, shapes = trainer_recording_pipelines(monkeypatch, tmp_path)
     for pct in (None, 0.1, 0.45, None):  # the last is read from the cache
-        trainer.pipeline(0.1, 25, pct_start=pct)
-    assert peaks == [29, 9, 44]  # OneCycle's default warm-up is 0.3 of 100 steps
-    params = sorted(str(json.loads(path.read_text())["key"]["params"].get("pct", "absent"))
-                    for path in tmp_path.glob("moons_mlp/seed0/1cycle_*.json"))
-    assert params == ["0.1", "0.45", "absent"]  # the default's key has no "pct": old caches hold
+        trainer.pipeline(0.1, 25, shape=() if pct is None else (("pct_start", pct),))
+    # OneCycle's default warm-up is 0.3 of 100 steps.
+    assert [shape[0] for shape in shapes] == [29, 9, 44]
+    # The default's key has no "pct": old caches hold.
+    assert cached_params(tmp_path, "moons_mlp", "pct") == ["0.1", "0.45", "absent"]
+
+
+def test_pipeline_ends_and_cycles_momentum_as_asked(monkeypatch, tmp_path):
+    _, trainer, shapes = trainer_recording_pipelines(monkeypatch, tmp_path)
+    for shape in ((), (("final_div_factor", 1.0),), (("momentum_spread", 0.0),),
+                  (("momentum_spread", 0.02),)):
+        trainer.pipeline(0.1, 25, shape=shape)
+    default, end, constant, narrow = (shape[1:] for shape in shapes)
+    assert default == (pytest.approx(1e-4), 0.95, 0.85, 0.95)  # OneCycle ends at start / 1e4
+    assert end == (pytest.approx(1.0), 0.95, 0.85, 0.95)  # ends where it started
+    assert constant == (pytest.approx(1e-4), 0.9, None, None)  # the fixed runs' momentum
+    assert narrow[1:] == (pytest.approx(0.92), pytest.approx(0.88), pytest.approx(0.92))
+    assert cached_params(tmp_path, "moons_mlp", "final") == ["1.0", "absent", "absent", "absent"]
+    assert cached_params(tmp_path, "moons_mlp", "mom") == ["0.0", "0.02", "absent", "absent"]
+
+
+def test_momentum_shape_is_the_default_run_where_the_optimizer_has_no_momentum(monkeypatch,
+                                                                               tmp_path):
+    _, trainer, shapes = trainer_recording_pipelines(monkeypatch, tmp_path, "mnist1d_gru")
+    assert trainer.task.optimizer in ("rmsprop", "adagrad")
+    first = trainer.pipeline(0.1, 25)
+    assert trainer.pipeline(0.1, 25, shape=(("momentum_spread", 0.0),)) == first
+    assert len(shapes) == 1, "the second answer came from the default's cache entry"
+    assert shapes[0][2:] == (0.9, None, None)
 
 
 def test_a_rules_warm_up_reaches_its_pipeline_and_its_hand_grid(monkeypatch, tmp_path):
-    suggestions, trainer, peaks = trainer_recording_warm_ups(monkeypatch, tmp_path)
+    suggestions, trainer, shapes = trainer_recording_pipelines(monkeypatch, tmp_path)
     rule = suggestions.Rule("warm", "val", lambda sweep: suggestions.Suggestion(
-        0.04, 0.1, 0.004, "a test", pct_start=0.1))
+        0.04, 0.1, 0.004, "a test", (("pct_start", 0.1),)))
     sweep = types.SimpleNamespace(history=pd.DataFrame(index=range(20)), stop_reason="finished")
     settings = dataclasses.replace(suggestions.QUICK, hand_multiples=(1, 2))
     row = suggestions.score_rule(trainer, rule, sweep, 0.03, {"test": 0.5}, settings)
     assert row["failure"] == "" and row["hand_best_multiple"] in (1, 2)
-    assert peaks == [9, 9, 9]  # the pipeline (0.1) and hand grid (0.03, 0.06): 0.1 of 100 steps
+    # The pipeline (0.1) and hand grid (0.03, 0.06) warm up for 0.1 of 100 steps.
+    assert [shape[0] for shape in shapes] == [9, 9, 9]
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -350,6 +388,13 @@ def test_a_rules_warm_up_reaches_its_pipeline_and_its_hand_grid(monkeypatch, tmp
     (["--pct-starts", "0.1,0.3"], "--pct-starts: 0.3 is ours' own value"),
     (["--base-divisors", "25"], "--base-divisors: 25 is ours' own value"),
     (["--peak-factors", "1,2"], "--peak-factors: 1 is ours' own value"),
+    (["--final-div-factors", "0"], "--final-div-factors: each value must be > 0; got 0"),
+    (["--final-div-factors", "1e4"], "--final-div-factors: 10000 is ours' own value"),
+    (["--momentum-spreads", "0.1"], "--momentum-spreads: each value must be in [0, 0.1); got 0.1"),
+    (["--momentum-spreads", "0.05"], "--momentum-spreads: 0.05 is ours' own value"),
+    (["--seeds", "0"], "--seeds: expected a count >= 1 or a list such as 0,3,4; got '0'"),
+    (["--seeds", "two"], "--seeds: expected a count >= 1"),
+    (["--seeds", "0,-1"], "--seeds: expected a count >= 1"),
 ])
 def test_candidate_options_refuse_values_they_cannot_measure(argv, message):
     with pytest.raises(SystemExit, match=re.escape(message)):
