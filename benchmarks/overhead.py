@@ -1,6 +1,6 @@
 """Per-step cost of each way to cycle the LR, as ratios to a constant LR.
 
-    python benchmarks/overhead.py [--backends tensorflow,jax,torch] [--repeats 7]
+    python benchmarks/overhead.py [--backends tensorflow,jax,torch] [--repeats 7] [--quick]
 
 One process per backend; in it every variant trains the same model on the
 same data, repetitions interleaved (A B C ... A B C ...), and each cell is the

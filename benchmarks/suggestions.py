@@ -28,8 +28,8 @@ regression losses) and each seed (the seed changes the data split and the initia
 4. Scores, per rule: the log10 distance of its single LR to the best fixed LR, and a
    fixed-LR run at that LR. The pipeline: 1cycle (`OneCycle`) for the same budget with the
    rule's `max_lr` as peak and its `base_lr` as start (`max_lr / 25` for a rule that gives no
-   base), momentum or beta_1 cycled 0.95 -> 0.85 -> 0.95 by `CyclicLR` (not for RMSprop,
-   which the task builds without momentum: see `UNCYCLED`).
+   base), momentum or beta_1 cycled 0.95 -> 0.85 -> 0.95 by `CyclicLR` (not for RMSprop
+   and Adagrad, which the tasks build without momentum: see `UNCYCLED`).
    A hand grid of the pipeline's peak (0.5x to 16x the best fixed LR, the rule's base/max
    ratio; widened past an edge like the fixed grid) gives the best pipeline reachable by
    hand; regret is how far the rule's pipeline falls short of it. A failure is a refusal
@@ -1880,7 +1880,7 @@ def header(args, config, settings):
         versions += f", tensorflow {tf.__version__}"
     return "\n".join([
         "# LR suggestions against a grid search", "",
-        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, {versions}, numpy {np.__version__}",
         f"- commit: {commit}; keras_clr from {pathlib.Path(keras_clr.__file__).parent}",

@@ -1,7 +1,7 @@
 """Time to accuracy: fixed LR, step decay and keras-clr policies, same budget.
 
-    python benchmarks/time_to_accuracy.py [--tasks mnist1d,digits] [--seeds 5] [--out DIR]
-        [--base-divisors 4] [--pct-starts 0.1,0.45]
+    python benchmarks/time_to_accuracy.py [--tasks mnist1d,digits] [--optimizers adam,sgd]
+        [--seeds 5] [--epochs N] [--out DIR] [--base-divisors 4] [--pct-starts 0.1,0.45]
 
 The paper's Table 1 in miniature. For each task, optimizer (Adam; SGD with
 momentum 0.9) and seed:

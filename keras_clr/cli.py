@@ -113,8 +113,8 @@ def _add_demo(commands):
         help="range test, then fixed LR vs CLR vs 1cycle on bundled digits data",
         description="On scikit-learn's bundled digits data: run the LR range test, print the "
         "suggested bounds, train the same model with the best fixed LR of a small grid, "
-        "with CLR (triangular2) and with 1cycle for the same number of steps, print a "
-        "table and write plots and CSVs.",
+        "with the suggested fixed LR, with CLR (triangular2) and with 1cycle for the same "
+        "number of steps, print a table and write plots and CSVs.",
         epilog="example: keras-clr demo --quick --out out/demo",
     )
     demo.add_argument("--quick", action="store_true",
