@@ -1679,7 +1679,9 @@ def held_out_note(scores, default, noun, form):
 
     def fit(value, task):  # the candidate's record on the tasks other than `task`
         rest = scores[value][scores[value]["task"] != task]
-        return rest["within"].sum(), -rest["below"].sum(), -abs(math.log(value / default))
+        # Nearness to the default on a log scale; 0 (a constant momentum) lies farthest.
+        distance = abs(math.log(value / default)) if value > 0 else math.inf
+        return rest["within"].sum(), -rest["below"].sum(), -distance
 
     for task in tasks:
         value = max(scores, key=lambda v: fit(v, task))

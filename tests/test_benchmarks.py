@@ -276,6 +276,12 @@ def test_held_out_pick_breaks_ties_towards_the_default():
                                      "divisor", "{:g}")
     assert "the divisor fitted on the other tasks is 25;" in text
     assert "4/4 (100%) task-seeds within tolerance" in text
+    text = suggestions.held_out_note({0.0: marks, 0.02: marks, 0.05: marks}, 0.05, "spread",
+                                     "{:g}")  # 0: a constant momentum, no log distance
+    assert "the spread fitted on the other tasks is 0.05;" in text
+    text = suggestions.held_out_note({0.0: marks, 0.02: marks, 0.05: marks.assign(
+        within=False)}, 0.05, "spread", "{:g}")
+    assert "the spread fitted on the other tasks is 0.02;" in text  # the nearer of the two
 
 
 def test_peak_and_base_rules_move_only_their_bound():
