@@ -2,6 +2,7 @@
 
     python benchmarks/time_to_accuracy.py [--tasks mnist1d,digits] [--optimizers adam,sgd]
         [--seeds 5] [--epochs N] [--out DIR] [--base-divisors 4] [--pct-starts 0.1,0.45]
+        [--final-div-factors 1] [--momentum-spreads 0]
 
 The paper's Table 1 in miniature. For each task, optimizer (Adam; SGD with
 momentum 0.9) and seed:
@@ -26,6 +27,9 @@ momentum 0.9) and seed:
   With `--pct-starts p,...`, 1cycle also trains warming up for a share p of
   the budget (rows "1cycle (pct_start p)"; `OneCycle`'s default, PyTorch's,
   is 0.3), to measure whether another shape of the cycle does better.
+  `--final-div-factors f,...` (rows "1cycle (final_div_factor f)": it ends at
+  its start / f, not / 1e4) and `--momentum-spreads s,...` (rows "1cycle
+  (momentum 0.9 +- s)", 0 a constant 0.9, not 0.85-0.95) measure two more.
 Test accuracy is measured at every epoch end (as Keras' validation pass on
 the test split; the validation split is only read to pick the fixed LR).
 "steps to target" is the first epoch end whose test accuracy reaches the best
@@ -72,7 +76,10 @@ CLR_POLICIES = ("triangular", "triangular2", "exp_range", "1cycle")
 # The keras-clr rule, the same for every task, optimizer and seed (see the module docstring).
 HALF_CYCLE_EPOCHS = 4  # step_size: Smith (2017) recommends 2-10 epochs
 MOMENTA = (0.85, 0.95)  # momentum / beta_1 at the LR's peak and trough (Smith, 2018)
-DEFAULT_PCT_START = inspect.signature(OneCycle).parameters["pct_start"].default  # 0.3
+_ONE_CYCLE_DEFAULTS = inspect.signature(OneCycle).parameters
+DEFAULT_PCT_START = _ONE_CYCLE_DEFAULTS["pct_start"].default  # 0.3
+DEFAULT_FINAL_DIV_FACTOR = _ONE_CYCLE_DEFAULTS["final_div_factor"].default  # 1e4
+DEFAULT_MOMENTUM_SPREAD = 0.05  # MOMENTA is 0.9 +- 0.05
 
 
 def load(task, seed):
@@ -121,7 +128,9 @@ def train(model, data, task, callbacks=()):
             "test": np.array(history.history["val_accuracy"]), "seconds": seconds}
 
 
-def run(task, optimizer_name, seed, log, divisors=(), pct_starts=()):
+def run(task, optimizer_name, seed, log, divisors=(), shapes=()):
+    """Every run of one task, optimizer and seed; `shapes` holds 1cycle variants, each a
+    (row label, {`OneCycle` argument or "momentum_spread": value})."""
     data = load(task.name, seed)
     steps_per_epoch = -(-len(data[0][0]) // task.batch_size)
     budget = task.epochs * steps_per_epoch
@@ -143,26 +152,28 @@ def run(task, optimizer_name, seed, log, divisors=(), pct_starts=()):
         log(f"  {task.name}/{optimizer_name}/seed {seed}: range test gave no bounds: {error}")
         bounds, variants = None, ()
     else:
-        # (policy, divisor of the base or None, warm-up or None): the defaults first
-        variants = [(policy, divisor, None) for divisor in (None, *divisors)
+        # (policy, divisor of the base or None, 1cycle's shape): the defaults first
+        variants = [(policy, divisor, ("", {})) for divisor in (None, *divisors)
                     for policy in CLR_POLICIES]
-        variants += [("1cycle", None, pct) for pct in pct_starts]
+        variants += [("1cycle", None, shape) for shape in shapes]
     cycles = max(1, round(task.epochs / (2 * HALF_CYCLE_EPOCHS)))
     step_size = max(1, budget // (2 * cycles))  # the budget ends at a cycle end
-    low_momentum, high_momentum = MOMENTA
-    for policy, divisor, pct in variants:
+    for policy, divisor, (label, shape) in variants:
         base_lr = bounds.base_lr if divisor is None else bounds.max_lr / divisor
-        name = policy + ("" if divisor is None else f" (max_lr/{divisor:g})")
+        name = policy + ("" if divisor is None else f" (max_lr/{divisor:g})") + label
+        shape = dict(shape)
+        spread = shape.pop("momentum_spread", DEFAULT_MOMENTUM_SPREAD)
         if policy == "1cycle":
-            shape = {} if pct is None else {"pct_start": pct}
-            name += "" if pct is None else f" (pct_start {pct:g})"
             schedule = OneCycle(bounds.max_lr, budget, div_factor=bounds.max_lr / base_lr,
                                 **shape)
         else:
             gamma = 0.1 ** (1 / budget) if policy == "exp_range" else 1.0  # amplitude /10
             schedule = CyclicalLearningRate(base_lr, bounds.max_lr, step_size, policy, gamma)
-        callback = CyclicLR(schedule, base_momentum=low_momentum, max_momentum=high_momentum)
-        model = build(task.name, optimizer_name, float(schedule.values(0)), seed, high_momentum)
+        low, high = MOMENTA if spread == DEFAULT_MOMENTUM_SPREAD else (0.9 - spread,
+                                                                       0.9 + spread)
+        callback = (CyclicLR(schedule, base_momentum=low, max_momentum=high) if low < high
+                    else CyclicLR(schedule))  # a constant momentum
+        model = build(task.name, optimizer_name, float(schedule.values(0)), seed, high)
         runs[name] = dict(train(model, data, task, [callback]), tuning=cost, clr=True,
                           setting=f"{base_lr:.3g}-{bounds.max_lr:.3g}")
     target = runs["fixed"]["test"][-1]
@@ -288,6 +299,10 @@ def main(argv=None):
                         help="also train every policy from max_lr / d, for each d: 4,10")
     parser.add_argument("--pct-starts", default="",
                         help="also train 1cycle warming up for these shares of the budget")
+    parser.add_argument("--final-div-factors", default="",
+                        help="also train 1cycle ending at its start over these: 1,100")
+    parser.add_argument("--momentum-spreads", default="",
+                        help="also train 1cycle with momentum 0.9 +- these (0: constant)")
     args = parser.parse_args(argv)
     divisors = numbers(parser, args.base_divisors, "--base-divisors")
     if any(d <= 1 or d == BASE_BELOW_PEAK for d in divisors):
@@ -297,6 +312,19 @@ def main(argv=None):
     if any(not 0 < p < 1 or p == DEFAULT_PCT_START for p in pct_starts):
         parser.error(f"--pct-starts: each must be in (0, 1) and not {DEFAULT_PCT_START:g} "
                      f"(the default, always run); got {args.pct_starts}")
+    final_divs = numbers(parser, args.final_div_factors, "--final-div-factors")
+    if any(f <= 0 or f == DEFAULT_FINAL_DIV_FACTOR for f in final_divs):
+        parser.error(f"--final-div-factors: each must be > 0 and not "
+                     f"{DEFAULT_FINAL_DIV_FACTOR:g} (the default, always run); got "
+                     f"{args.final_div_factors}")
+    spreads = numbers(parser, args.momentum_spreads, "--momentum-spreads")
+    if any(not 0 <= m < 0.1 or m == DEFAULT_MOMENTUM_SPREAD for m in spreads):
+        parser.error(f"--momentum-spreads: each must be in [0, 0.1) and not "
+                     f"{DEFAULT_MOMENTUM_SPREAD:g} (the default, always run); got "
+                     f"{args.momentum_spreads}")
+    shapes = [*[(f" (pct_start {p:g})", {"pct_start": p}) for p in pct_starts],
+              *[(f" (final_div_factor {f:g})", {"final_div_factor": f}) for f in final_divs],
+              *[(f" (momentum 0.9 +- {m:g})", {"momentum_spread": m}) for m in spreads]]
     args.out.mkdir(parents=True, exist_ok=True)
     rows, sweeps, started = [], {}, time.perf_counter()
     for name in args.tasks.split(","):
@@ -306,7 +334,7 @@ def main(argv=None):
         for optimizer_name in args.optimizers.split(","):
             for seed in range(args.seeds):
                 new_rows, sweep = run(task, optimizer_name, seed, log=print,
-                                      divisors=divisors, pct_starts=pct_starts)
+                                      divisors=divisors, shapes=shapes)
                 rows += new_rows
                 sweeps.setdefault((name, optimizer_name), sweep)
     frame = pd.DataFrame(rows)

@@ -59,21 +59,31 @@ def test_overhead_smoke():
 def test_time_to_accuracy_smoke(capsys, tmp_path, monkeypatch):
     import keras_clr
 
-    warm_ups, one_cycle = [], keras_clr.OneCycle
+    shapes, one_cycle, momenta = [], keras_clr.OneCycle, []
+    cyclic_lr = keras_clr.CyclicLR
 
     @functools.wraps(one_cycle)
     def recorded(*args, **kwargs):
-        warm_ups.append(kwargs.get("pct_start"))
+        shapes.append((kwargs.get("pct_start"), kwargs.get("final_div_factor")))
         return one_cycle(*args, **kwargs)
 
+    def recorded_callback(schedule, **kwargs):
+        if isinstance(schedule, one_cycle):
+            momenta.append((kwargs.get("base_momentum"), kwargs.get("max_momentum")))
+        return cyclic_lr(schedule, **kwargs)
+
     monkeypatch.setattr(keras_clr, "OneCycle", recorded)  # read when the script is loaded
+    monkeypatch.setattr(keras_clr, "CyclicLR", recorded_callback)
     out = run_main(capsys, "time_to_accuracy", "--tasks", "digits", "--optimizers", "sgd",
                    "--seeds", "1", "--epochs", "1", "--base-divisors", "4",
-                   "--pct-starts", "0.1", "--out", tmp_path)
+                   "--pct-starts", "0.1", "--final-div-factors", "1", "--momentum-spreads", "0",
+                   "--out", tmp_path)
     assert "**digits, sgd**" in out and "Targets:" in out
     frame = pd.read_csv(tmp_path / "time_to_accuracy.csv").set_index("policy")
     policies = ["triangular", "triangular2", "exp_range", "1cycle"]
-    variants = [f"{policy} (max_lr/4)" for policy in policies] + ["1cycle (pct_start 0.1)"]
+    shaped = ["1cycle (pct_start 0.1)", "1cycle (final_div_factor 1)",
+              "1cycle (momentum 0.9 +- 0)"]
+    variants = [f"{policy} (max_lr/4)" for policy in policies] + shaped
     assert set(frame.index) == {"fixed", "step decay", *policies, *variants}
     assert frame.loc[[*policies, *variants], "keras_clr"].all()
     assert not frame.loc[["fixed", "step decay"], "keras_clr"].any()
@@ -82,8 +92,10 @@ def test_time_to_accuracy_smoke(capsys, tmp_path, monkeypatch):
         for name in ("triangular", "triangular (max_lr/4)"))
     assert top4 == top and base == pytest.approx(top / 25, rel=0.01)
     assert base4 == pytest.approx(top / 4, rel=0.01)
-    assert frame.loc["1cycle (pct_start 0.1)", "setting"] == frame.loc["1cycle", "setting"]
-    assert warm_ups == [None, None, 0.1]  # 1cycle, 1cycle (max_lr/4), 1cycle (pct_start 0.1)
+    assert (frame.loc[shaped, "setting"] == frame.loc["1cycle", "setting"]).all()
+    # 1cycle, 1cycle (max_lr/4), then the three shapes.
+    assert shapes == [(None, None), (None, None), (0.1, None), (None, 1.0), (None, None)]
+    assert momenta == [(0.85, 0.95)] * 4 + [(None, None)]
     assert (tmp_path / "tta_digits_sgd.png").exists()
 
 
@@ -107,7 +119,9 @@ def test_time_to_accuracy_keeps_the_baselines_when_the_range_test_refuses(
                            (["--base-divisors", "25"], "not 25 (the default"),
                            (["--pct-starts", "0.1,1"], "--pct-starts: each must be in (0, 1)"),
                            (["--pct-starts", "0.3"], "not 0.3 (the default"),
-                           (["--pct-starts", "a"], "--pct-starts: expected numbers")):
+                           (["--pct-starts", "a"], "--pct-starts: expected numbers"),
+                           (["--final-div-factors", "1e4"], "not 10000 (the default"),
+                           (["--momentum-spreads", "0.1"], "--momentum-spreads: each must be in")):
         with pytest.raises(SystemExit):
             benchmark("time_to_accuracy").main([*wrong, "--out", str(tmp_path)])
         assert message in capsys.readouterr().err
