@@ -684,6 +684,7 @@ class Trainer:
                                                                 shape))
 
     def _train_pipeline(self, max_lr, div_factor, epochs, shape):
+        shape = dict(shape)  # the schedule's arguments, once the momentum's is taken out
         spread = shape.pop("momentum_spread", None)
         schedule = POLICIES[self.policy](max_lr / div_factor, max_lr,
                                          epochs * self.steps_per_epoch, self.steps_per_epoch,
@@ -1798,7 +1799,8 @@ def parse_args(argv=None):
     args.pct_starts = parse_values(args.pct_starts, "--pct-starts", lambda v: 0 < v < 1,
                                    "in (0, 1)", DEFAULT_PCT_START)
     args.final_div_factors = parse_values(args.final_div_factors, "--final-div-factors",
-                                          lambda v: v > 0, "> 0", DEFAULT_FINAL_DIV_FACTOR)
+                                          lambda v: 0 < v < math.inf, "finite and > 0",
+                                          DEFAULT_FINAL_DIV_FACTOR)
     args.momentum_spreads = parse_values(args.momentum_spreads, "--momentum-spreads",
                                          lambda v: 0 <= v < 1 - FIXED_MOMENTUM,
                                          f"in [0, {1 - FIXED_MOMENTUM:g})", DEFAULT_MOMENTUM_SPREAD)

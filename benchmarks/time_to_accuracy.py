@@ -42,6 +42,7 @@ target counts a policy only if it reached the target on every seed.
 import argparse
 import dataclasses
 import inspect
+import math
 import os
 import pathlib
 import platform
@@ -79,7 +80,8 @@ MOMENTA = (0.85, 0.95)  # momentum / beta_1 at the LR's peak and trough (Smith, 
 _ONE_CYCLE_DEFAULTS = inspect.signature(OneCycle).parameters
 DEFAULT_PCT_START = _ONE_CYCLE_DEFAULTS["pct_start"].default  # 0.3
 DEFAULT_FINAL_DIV_FACTOR = _ONE_CYCLE_DEFAULTS["final_div_factor"].default  # 1e4
-DEFAULT_MOMENTUM_SPREAD = 0.05  # MOMENTA is 0.9 +- 0.05
+FIXED_MOMENTUM = 0.9  # of the fixed-LR runs and the sweeps
+DEFAULT_MOMENTUM_SPREAD = 0.05  # MOMENTA is FIXED_MOMENTUM +- 0.05
 
 
 def load(task, seed):
@@ -97,7 +99,7 @@ def load(task, seed):
     return (x[train], y[train]), (x[val], y[val]), test
 
 
-def build(task, optimizer_name, learning_rate, seed, momentum=0.9):
+def build(task, optimizer_name, learning_rate, seed, momentum=FIXED_MOMENTUM):
     keras.utils.set_random_seed(seed)
     if task == "digits":
         layers = [keras.Input((64,)), keras.layers.Dense(64, activation="relu")]
@@ -169,8 +171,9 @@ def run(task, optimizer_name, seed, log, divisors=(), shapes=()):
         else:
             gamma = 0.1 ** (1 / budget) if policy == "exp_range" else 1.0  # amplitude /10
             schedule = CyclicalLearningRate(base_lr, bounds.max_lr, step_size, policy, gamma)
-        low, high = MOMENTA if spread == DEFAULT_MOMENTUM_SPREAD else (0.9 - spread,
-                                                                       0.9 + spread)
+        low, high = MOMENTA
+        if spread != DEFAULT_MOMENTUM_SPREAD:
+            low, high = FIXED_MOMENTUM - spread, FIXED_MOMENTUM + spread
         callback = (CyclicLR(schedule, base_momentum=low, max_momentum=high) if low < high
                     else CyclicLR(schedule))  # a constant momentum
         model = build(task.name, optimizer_name, float(schedule.values(0)), seed, high)
@@ -313,13 +316,13 @@ def main(argv=None):
         parser.error(f"--pct-starts: each must be in (0, 1) and not {DEFAULT_PCT_START:g} "
                      f"(the default, always run); got {args.pct_starts}")
     final_divs = numbers(parser, args.final_div_factors, "--final-div-factors")
-    if any(f <= 0 or f == DEFAULT_FINAL_DIV_FACTOR for f in final_divs):
-        parser.error(f"--final-div-factors: each must be > 0 and not "
+    if any(not 0 < f < math.inf or f == DEFAULT_FINAL_DIV_FACTOR for f in final_divs):
+        parser.error(f"--final-div-factors: each must be finite, > 0 and not "
                      f"{DEFAULT_FINAL_DIV_FACTOR:g} (the default, always run); got "
                      f"{args.final_div_factors}")
     spreads = numbers(parser, args.momentum_spreads, "--momentum-spreads")
-    if any(not 0 <= m < 0.1 or m == DEFAULT_MOMENTUM_SPREAD for m in spreads):
-        parser.error(f"--momentum-spreads: each must be in [0, 0.1) and not "
+    if any(not 0 <= m < 1 - FIXED_MOMENTUM or m == DEFAULT_MOMENTUM_SPREAD for m in spreads):
+        parser.error(f"--momentum-spreads: each must be in [0, {1 - FIXED_MOMENTUM:g}) and not "
                      f"{DEFAULT_MOMENTUM_SPREAD:g} (the default, always run); got "
                      f"{args.momentum_spreads}")
     shapes = [*[(f" (pct_start {p:g})", {"pct_start": p}) for p in pct_starts],

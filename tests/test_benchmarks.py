@@ -121,6 +121,7 @@ def test_time_to_accuracy_keeps_the_baselines_when_the_range_test_refuses(
                            (["--pct-starts", "0.3"], "not 0.3 (the default"),
                            (["--pct-starts", "a"], "--pct-starts: expected numbers"),
                            (["--final-div-factors", "1e4"], "not 10000 (the default"),
+                           (["--final-div-factors", "inf"], "each must be finite, > 0"),
                            (["--momentum-spreads", "0.1"], "--momentum-spreads: each must be in")):
         with pytest.raises(SystemExit):
             benchmark("time_to_accuracy").main([*wrong, "--out", str(tmp_path)])
@@ -408,8 +409,9 @@ def test_a_rules_warm_up_reaches_its_pipeline_and_its_hand_grid(monkeypatch, tmp
     (["--pct-starts", "0.1,0.3"], "--pct-starts: 0.3 is ours' own value"),
     (["--base-divisors", "25"], "--base-divisors: 25 is ours' own value"),
     (["--peak-factors", "1,2"], "--peak-factors: 1 is ours' own value"),
-    (["--final-div-factors", "0"], "--final-div-factors: each value must be > 0; got 0"),
+    (["--final-div-factors", "0"], "--final-div-factors: each value must be finite and > 0; got 0"),
     (["--final-div-factors", "1e4"], "--final-div-factors: 10000 is ours' own value"),
+    (["--final-div-factors", "inf"], "--final-div-factors: each value must be finite and > 0"),
     (["--momentum-spreads", "0.1"], "--momentum-spreads: each value must be in [0, 0.1); got 0.1"),
     (["--momentum-spreads", "0.05"], "--momentum-spreads: 0.05 is ours' own value"),
     (["--seeds", "0"], "--seeds: expected a count >= 1 or a list such as 0,3,4; got '0'"),
