@@ -84,7 +84,8 @@ class CyclicLR(keras.callbacks.Callback):
         base_momentum: Momentum at the LR's peak, in [0, 1). Give it with
             `max_momentum` to cycle momentum (needs a keras-clr schedule).
         max_momentum: Momentum at the LR's trough, in [base_momentum, 1).
-        verbose: 0 is silent; 1 prints the LR at the end of each epoch.
+        verbose: 0 is silent; 1 (or more) prints the LR at the end of each
+            epoch.
 
     Raises:
         ValueError: Bad arguments; at train begin, an optimizer built with a
@@ -156,8 +157,8 @@ class CyclicLR(keras.callbacks.Callback):
             schedule, base_momentum, max_momentum
         )
         if not isinstance(verbose, numbers.Integral) or verbose < 0:
-            raise ValueError(f"Argument `verbose` must be 0 (silent) or 1 (print the LR after "
-                             f"each epoch). Received: verbose={verbose!r}")
+            raise ValueError(f"Argument `verbose` must be an int >= 0: 0 is silent, 1 or more "
+                             f"prints the LR after each epoch. Received: verbose={verbose!r}")
         self.verbose = verbose
         self._steps = np.arange(0)
         self._offset = 0  # the schedule's step 0 is this optimizer step
