@@ -93,10 +93,10 @@ def _fresh_keras_session():
     except TypeError:  # older Keras: no argument, and no garbage collection
         keras.utils.clear_session()
     yield
-    # TensorFlow keeps each fitted model's traced graphs alive (clear_session does not free
-    # them), so the heap grows by some 100k objects a test, and the interpreter's automatic
-    # full collections, which walk all of it, took about a third of the TensorFlow suite's
-    # time. Collect this test's garbage now, then freeze the survivors out of later
+    # Keras on TensorFlow keeps each fitted model's traced graphs alive (clear_session does
+    # not free them), so the heap grows by some 100k objects a test, and the interpreter's
+    # automatic full collections, which walk all of it, took a third of the TensorFlow
+    # suite's time. Collect this test's garbage now, then freeze the survivors out of later
     # collections: each one then walks only one test's objects. Anything frozen that dies
     # later (a module fixture's model) is not freed; the suite peaks near 1.5 GB.
     gc.collect()
