@@ -57,6 +57,8 @@ def test_overhead_smoke():
 # depends on the backend's numerics, and these tests check the scripts.
 @pytest.mark.backends("tensorflow")
 def test_time_to_accuracy_smoke(capsys, tmp_path, monkeypatch):
+    import keras
+
     import keras_clr
 
     shapes, one_cycle, momenta = [], keras_clr.OneCycle, []
@@ -72,8 +74,15 @@ def test_time_to_accuracy_smoke(capsys, tmp_path, monkeypatch):
             momenta.append((kwargs.get("base_momentum"), kwargs.get("max_momentum")))
         return cyclic_lr(schedule, **kwargs)
 
+    sgd, starting_momenta = keras.optimizers.SGD, []
+
+    def recorded_sgd(*args, momentum=0.0, **kwargs):
+        starting_momenta.append(momentum)
+        return sgd(*args, momentum=momentum, **kwargs)
+
     monkeypatch.setattr(keras_clr, "OneCycle", recorded)  # read when the script is loaded
     monkeypatch.setattr(keras_clr, "CyclicLR", recorded_callback)
+    monkeypatch.setattr(keras.optimizers, "SGD", recorded_sgd)
     out = run_main(capsys, "time_to_accuracy", "--tasks", "digits", "--optimizers", "sgd",
                    "--seeds", "1", "--epochs", "1", "--base-divisors", "4",
                    "--pct-starts", "0.1", "--final-div-factors", "1", "--momentum-spreads", "0",
@@ -96,6 +105,10 @@ def test_time_to_accuracy_smoke(capsys, tmp_path, monkeypatch):
     # 1cycle, 1cycle (max_lr/4), then the three shapes.
     assert shapes == [(None, None), (None, None), (0.1, None), (None, 1.0), (None, None)]
     assert momenta == [(0.85, 0.95)] * 4 + [(None, None)]
+    # The policies' models are built last, each starting at its cycle's top momentum; the
+    # constant momentum's callback leaves the optimizer's own 0.9 in place.
+    assert starting_momenta[-11:] == [0.95] * 10 + [0.9]
+    assert set(starting_momenta[:-11]) == {0.9}, "the grid, step decay and the sweep: 0.9"
     assert (tmp_path / "tta_digits_sgd.png").exists()
 
 
