@@ -105,10 +105,11 @@ def test_time_to_accuracy_smoke(capsys, tmp_path, monkeypatch):
     # 1cycle, 1cycle (max_lr/4), then the three shapes.
     assert shapes == [(None, None), (None, None), (0.1, None), (None, 1.0), (None, None)]
     assert momenta == [(0.85, 0.95)] * 4 + [(None, None)]
-    # The policies' models are built last, each starting at its cycle's top momentum; the
-    # constant momentum's callback leaves the optimizer's own 0.9 in place.
-    assert starting_momenta[-11:] == [0.95] * 10 + [0.9]
-    assert set(starting_momenta[:-11]) == {0.9}, "the grid, step decay and the sweep: 0.9"
+    # The rows' models are built last, in the table's order, each starting at its cycle's
+    # top momentum; the constant momentum's callback leaves the optimizer's own 0.9 in place.
+    clr_rows = len(policies) + len(variants)
+    assert starting_momenta[-clr_rows:] == [0.95] * (clr_rows - 1) + [0.9]
+    assert set(starting_momenta[:-clr_rows]) == {0.9}, "the grid, step decay and the sweep: 0.9"
     assert (tmp_path / "tta_digits_sgd.png").exists()
 
 
