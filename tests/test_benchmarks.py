@@ -136,10 +136,31 @@ def test_time_to_accuracy_keeps_the_baselines_when_the_range_test_refuses(
                            (["--pct-starts", "a"], "--pct-starts: expected numbers"),
                            (["--final-div-factors", "1e4"], "not 10000 (the default"),
                            (["--final-div-factors", "inf"], "each must be finite, > 0"),
-                           (["--momentum-spreads", "0.1"], "--momentum-spreads: each must be in")):
+                           (["--momentum-spreads", "0.1"], "--momentum-spreads: each must be in"),
+                           (["--tasks", "digits,mnist"], "--tasks: expected names from mnist1d"),
+                           (["--optimizers", ""], "--optimizers: expected names from adam")):
         with pytest.raises(SystemExit):
             benchmark("time_to_accuracy").main([*wrong, "--out", str(tmp_path)])
         assert message in capsys.readouterr().err
+
+
+def test_time_to_accuracy_synthetic_task_is_one_problem_split_by_seed():
+    tta = benchmark("time_to_accuracy")
+    splits = tta.synthetic_splits(0)
+    (x_train, y_train), val, (x_test, y_test) = splits
+    assert [len(x) for x, _ in splits] == [4000, 500, 1000]
+    np.testing.assert_allclose(x_train.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(x_train.std(axis=0), 1, atol=1e-4)
+    assert set(np.unique(y_test)) == set(range(10))
+    rows = [{row.tobytes() for row in x} for x, _ in splits]
+    assert not (rows[0] & rows[1] or rows[0] & rows[2] or rows[1] & rows[2])
+    again, other = tta.synthetic_splits(0), tta.synthetic_splits(1)
+    np.testing.assert_array_equal(again[2][0], x_test)
+    assert not np.array_equal(other[2][1], y_test)  # another split of the same 5500 examples
+    assert sorted(np.concatenate([y for _, y in other])) == sorted(
+        np.concatenate([y for _, y in splits]))
+    model = tta.build("synthetic", "adam", 1e-3, 0)
+    assert model.predict(x_test[:3], verbose=0).shape == (3, 10)
 
 
 @pytest.mark.backends("tensorflow")
