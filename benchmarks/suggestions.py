@@ -1238,7 +1238,8 @@ def task_report(task, seeds, rules):
         f"{'; optimum still at an edge on some seed' if seeds['grid_edge'].any() else ''}.")
     table = []
     for name, group in rules.groupby("rule", sort=False):
-        failures = group["failure"].replace("", np.nan).dropna().value_counts()
+        failure = group["failure"]  # "" (or NaN, read back from a CSV) when none
+        failures = failure[failure.notna() & (failure != "")].value_counts()
         table.append([
             name, per_seed(group.get("lr", [])), per_seed(group.get("x_best", []), "{:.2g}"),
             mean_std(group.get("fixed_test", pd.Series(dtype=float)).map(shown)),
