@@ -3,7 +3,7 @@
     python benchmarks/time_to_accuracy.py [--tasks mnist1d,digits[,synthetic]]
         [--optimizers adam,sgd]
         [--seeds 5] [--epochs N] [--out DIR] [--base-divisors 4] [--pct-starts 0.1,0.45]
-        [--final-div-factors 1] [--momentum-spreads 0]
+        [--final-div-factors 1] [--momentum-spreads 0] [--anneal-strategies linear]
 
 The paper's Table 1 in miniature. For each task (MNIST-1D with the MNIST-1D
 paper's small CNN; digits with a 64-unit MLP; by request, `synthetic`: 10
@@ -32,7 +32,9 @@ optimizer (Adam; SGD with momentum 0.9) and seed:
   is 0.3), to measure whether another shape of the cycle does better.
   `--final-div-factors f,...` (rows "1cycle (final_div_factor f)": it ends at
   its start / f, not / 1e4) and `--momentum-spreads s,...` (rows "1cycle
-  (momentum 0.9 +- s)", 0 a constant 0.9, not 0.85-0.95) measure two more.
+  (momentum 0.9 +- s)", 0 a constant 0.9, not 0.85-0.95) measure two more, and
+  `--anneal-strategies linear` (rows "1cycle (anneal linear)") a straight
+  warm-up and anneal instead of `OneCycle`'s default cosine.
 Test accuracy is measured at every epoch end (as Keras' validation pass on
 the test split; the validation split is only read to pick the fixed LR).
 "steps to target" is the first epoch end whose test accuracy reaches the best
@@ -61,6 +63,7 @@ import pandas as pd
 from keras_clr import CyclicalLearningRate, CyclicLR, OneCycle, lr_range_test
 from keras_clr.bounds import BASE_BELOW_PEAK
 from keras_clr.demo import load_digits_splits
+from keras_clr.schedules import ANNEAL_STRATEGIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +89,7 @@ MOMENTA = (0.85, 0.95)  # momentum / beta_1 at the LR's peak and trough (Smith, 
 _ONE_CYCLE_DEFAULTS = inspect.signature(OneCycle).parameters
 DEFAULT_PCT_START = _ONE_CYCLE_DEFAULTS["pct_start"].default  # 0.3
 DEFAULT_FINAL_DIV_FACTOR = _ONE_CYCLE_DEFAULTS["final_div_factor"].default  # 1e4
+DEFAULT_ANNEAL = _ONE_CYCLE_DEFAULTS["anneal_strategy"].default  # "cos"
 FIXED_MOMENTUM = 0.9  # of the fixed-LR runs and the sweeps
 DEFAULT_MOMENTUM_SPREAD = 0.05  # MOMENTA is FIXED_MOMENTUM +- 0.05
 
@@ -342,6 +346,9 @@ def main(argv=None):
                         help="also train 1cycle ending at its start over these: 1,100")
     parser.add_argument("--momentum-spreads", default="",
                         help="also train 1cycle with momentum 0.9 +- these (0: constant)")
+    other_anneals = [name for name in ANNEAL_STRATEGIES if name != DEFAULT_ANNEAL]
+    parser.add_argument("--anneal-strategies", default="",
+                        help=f"also train 1cycle annealing this way: {', '.join(other_anneals)}")
     args = parser.parse_args(argv)
     tasks = names(parser, args.tasks, "--tasks", TASKS)
     optimizers = names(parser, args.optimizers, "--optimizers", GRIDS)
@@ -363,9 +370,12 @@ def main(argv=None):
         parser.error(f"--momentum-spreads: each must be in [0, {1 - FIXED_MOMENTUM:g}) and not "
                      f"{DEFAULT_MOMENTUM_SPREAD:g} (the default, always run); got "
                      f"{args.momentum_spreads}")
+    anneals = (names(parser, args.anneal_strategies, "--anneal-strategies", other_anneals)
+               if args.anneal_strategies else [])
     shapes = [*[(f" (pct_start {p:g})", {"pct_start": p}) for p in pct_starts],
               *[(f" (final_div_factor {f:g})", {"final_div_factor": f}) for f in final_divs],
-              *[(f" (momentum 0.9 +- {m:g})", {"momentum_spread": m}) for m in spreads]]
+              *[(f" (momentum 0.9 +- {m:g})", {"momentum_spread": m}) for m in spreads],
+              *[(f" (anneal {a})", {"anneal_strategy": a}) for a in anneals]]
     args.out.mkdir(parents=True, exist_ok=True)
     rows, sweeps, started = [], {}, time.perf_counter()
     for name in tasks:

@@ -66,7 +66,8 @@ def test_time_to_accuracy_smoke(capsys, tmp_path, monkeypatch):
 
     @functools.wraps(one_cycle)
     def recorded(*args, **kwargs):
-        shapes.append((kwargs.get("pct_start"), kwargs.get("final_div_factor")))
+        shapes.append((kwargs.get("pct_start"), kwargs.get("final_div_factor"),
+                       kwargs.get("anneal_strategy")))
         return one_cycle(*args, **kwargs)
 
     def recorded_callback(schedule, **kwargs):
@@ -86,12 +87,12 @@ def test_time_to_accuracy_smoke(capsys, tmp_path, monkeypatch):
     out = run_main(capsys, "time_to_accuracy", "--tasks", "digits", "--optimizers", "sgd",
                    "--seeds", "1", "--epochs", "1", "--base-divisors", "4",
                    "--pct-starts", "0.1", "--final-div-factors", "1", "--momentum-spreads", "0",
-                   "--out", tmp_path)
+                   "--anneal-strategies", "linear", "--out", tmp_path)
     assert "**digits, sgd**" in out and "Targets:" in out
     frame = pd.read_csv(tmp_path / "time_to_accuracy.csv").set_index("policy")
     policies = ["triangular", "triangular2", "exp_range", "1cycle"]
     shaped = ["1cycle (pct_start 0.1)", "1cycle (final_div_factor 1)",
-              "1cycle (momentum 0.9 +- 0)"]
+              "1cycle (momentum 0.9 +- 0)", "1cycle (anneal linear)"]
     variants = [f"{policy} (max_lr/4)" for policy in policies] + shaped
     assert set(frame.index) == {"fixed", "step decay", *policies, *variants}
     assert frame.loc[[*policies, *variants], "keras_clr"].all()
@@ -102,13 +103,14 @@ def test_time_to_accuracy_smoke(capsys, tmp_path, monkeypatch):
     assert top4 == top and base == pytest.approx(top / 25, rel=0.01)
     assert base4 == pytest.approx(top / 4, rel=0.01)
     assert (frame.loc[shaped, "setting"] == frame.loc["1cycle", "setting"]).all()
-    # 1cycle, 1cycle (max_lr/4), then the three shapes.
-    assert shapes == [(None, None), (None, None), (0.1, None), (None, 1.0), (None, None)]
-    assert momenta == [(0.85, 0.95)] * 4 + [(None, None)]
+    # 1cycle, 1cycle (max_lr/4), then the four shapes.
+    assert shapes == [(None, None, None), (None, None, None), (0.1, None, None),
+                      (None, 1.0, None), (None, None, None), (None, None, "linear")]
+    assert momenta == [(0.85, 0.95)] * 4 + [(None, None), (0.85, 0.95)]
     # The rows' models are built last, in the table's order, each starting at its cycle's
     # top momentum; the constant momentum's callback leaves the optimizer's own 0.9 in place.
     clr_rows = len(policies) + len(variants)
-    assert starting_momenta[-clr_rows:] == [0.95] * (clr_rows - 1) + [0.9]
+    assert starting_momenta[-clr_rows:] == [0.95] * (clr_rows - 2) + [0.9, 0.95]
     assert set(starting_momenta[:-clr_rows]) == {0.9}, "the grid, step decay and the sweep: 0.9"
     assert (tmp_path / "tta_digits_sgd.png").exists()
 
@@ -138,6 +140,8 @@ def test_time_to_accuracy_keeps_the_baselines_when_the_range_test_refuses(
                            (["--final-div-factors", "inf"], "each must be finite, > 0"),
                            (["--momentum-spreads", "0.1"], "--momentum-spreads: each must be in"),
                            (["--tasks", "digits,mnist"], "--tasks: expected names from mnist1d"),
+                           (["--anneal-strategies", "cos"], "--anneal-strategies: expected names "
+                                                            "from linear"),
                            (["--optimizers", ""], "--optimizers: expected names from adam")):
         with pytest.raises(SystemExit):
             benchmark("time_to_accuracy").main([*wrong, "--out", str(tmp_path)])
