@@ -321,13 +321,14 @@ def numbers(parser, text, option):
         parser.error(f"{option}: expected numbers separated by commas, got {text!r}")
 
 
-def names(parser, text, option, choices):
-    """A comma-separated list of names from `choices`; else exit naming the option."""
-    chosen = [name for name in text.split(",") if name]
-    unknown = [name for name in chosen if name not in choices]
-    if unknown or not chosen:
-        parser.error(f"{option}: expected names from {', '.join(choices)} separated by "
-                     f"commas, got {text!r}")
+def names(parser, text, option, choices, required=True):
+    """A comma-separated list of names from `choices`, each once (none only where not
+    `required`); else exit naming the option."""
+    chosen = [name.strip() for name in text.split(",") if name.strip()]
+    if (any(name not in choices for name in chosen) or len(set(chosen)) < len(chosen)
+            or (required and not chosen)):
+        parser.error(f"{option}: expected names from {', '.join(choices)}, each once, "
+                     f"separated by commas; got {text!r}")
     return chosen
 
 
@@ -346,9 +347,8 @@ def main(argv=None):
                         help="also train 1cycle ending at its start over these: 1,100")
     parser.add_argument("--momentum-spreads", default="",
                         help="also train 1cycle with momentum 0.9 +- these (0: constant)")
-    other_anneals = [name for name in ANNEAL_STRATEGIES if name != DEFAULT_ANNEAL]
     parser.add_argument("--anneal-strategies", default="",
-                        help=f"also train 1cycle annealing this way: {', '.join(other_anneals)}")
+                        help="also train 1cycle annealing this way: linear")
     args = parser.parse_args(argv)
     tasks = names(parser, args.tasks, "--tasks", TASKS)
     optimizers = names(parser, args.optimizers, "--optimizers", GRIDS)
@@ -370,8 +370,11 @@ def main(argv=None):
         parser.error(f"--momentum-spreads: each must be in [0, {1 - FIXED_MOMENTUM:g}) and not "
                      f"{DEFAULT_MOMENTUM_SPREAD:g} (the default, always run); got "
                      f"{args.momentum_spreads}")
-    anneals = (names(parser, args.anneal_strategies, "--anneal-strategies", other_anneals)
-               if args.anneal_strategies else [])
+    anneals = names(parser, args.anneal_strategies, "--anneal-strategies", ANNEAL_STRATEGIES,
+                    required=False)
+    if DEFAULT_ANNEAL in anneals:
+        parser.error(f"--anneal-strategies: not {DEFAULT_ANNEAL} (the default, always run); "
+                     f"got {args.anneal_strategies}")
     shapes = [*[(f" (pct_start {p:g})", {"pct_start": p}) for p in pct_starts],
               *[(f" (final_div_factor {f:g})", {"final_div_factor": f}) for f in final_divs],
               *[(f" (momentum 0.9 +- {m:g})", {"momentum_spread": m}) for m in spreads],

@@ -131,6 +131,12 @@ def test_time_to_accuracy_keeps_the_baselines_when_the_range_test_refuses(
     assert "- digits/sgd: no range test gave bounds" in out
     frame = pd.read_csv(tmp_path / "time_to_accuracy.csv")
     assert set(frame["policy"]) == {"fixed", "step decay"}
+    tta = benchmark("time_to_accuracy")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the options should have been refused before any training")
+
+    monkeypatch.setattr(tta, "run", no_training)
     for wrong, message in ((["--base-divisors", "4,1"], "--base-divisors: each must be > 1"),
                            (["--base-divisors", "25"], "not 25 (the default"),
                            (["--pct-starts", "0.1,1"], "--pct-starts: each must be in (0, 1)"),
@@ -140,11 +146,12 @@ def test_time_to_accuracy_keeps_the_baselines_when_the_range_test_refuses(
                            (["--final-div-factors", "inf"], "each must be finite, > 0"),
                            (["--momentum-spreads", "0.1"], "--momentum-spreads: each must be in"),
                            (["--tasks", "digits,mnist"], "--tasks: expected names from mnist1d"),
-                           (["--anneal-strategies", "cos"], "--anneal-strategies: expected names "
-                                                            "from linear"),
+                           (["--tasks", "digits,digits"], "--tasks: expected names from"),
+                           (["--anneal-strategies", "cos"], "not cos (the default"),
+                           (["--anneal-strategies", "cosine"], "--anneal-strategies: expected"),
                            (["--optimizers", ""], "--optimizers: expected names from adam")):
         with pytest.raises(SystemExit):
-            benchmark("time_to_accuracy").main([*wrong, "--out", str(tmp_path)])
+            tta.main([*wrong, "--out", str(tmp_path)])
         assert message in capsys.readouterr().err
 
 
@@ -160,9 +167,15 @@ def test_time_to_accuracy_synthetic_task_is_one_problem_split_by_seed():
     assert not (rows[0] & rows[1] or rows[0] & rows[2] or rows[1] & rows[2])
     again, other = tta.synthetic_splits(0), tta.synthetic_splits(1)
     np.testing.assert_array_equal(again[2][0], x_test)
-    assert not np.array_equal(other[2][1], y_test)  # another split of the same 5500 examples
-    assert sorted(np.concatenate([y for _, y in other])) == sorted(
-        np.concatenate([y for _, y in splits]))
+    assert not np.array_equal(other[2][1], y_test)  # another split of the same 5500 examples:
+
+    def whole(split):  # all 5500 rows, standardized together (undoes each split's own scaling)
+        x = np.concatenate([x for x, _ in split]).astype("float64")
+        return (x - x.mean(axis=0)) / x.std(axis=0)
+
+    ours, theirs = whole(splits)[:200], whole(other)  # squared distances, row to row:
+    distances = (ours**2).sum(1)[:, None] + (theirs**2).sum(1) - 2 * ours @ theirs.T
+    assert distances.min(axis=1).max() < 1e-6 < np.sort(distances, axis=1)[:, 1].min()
     model = tta.build("synthetic", "adam", 1e-3, 0)
     assert model.predict(x_test[:3], verbose=0).shape == (3, 10)
 
