@@ -225,7 +225,8 @@ class CyclicLR(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         installation = self._installation
-        installation.check_learning_rate(self._expected_lr, "CyclicLR")
+        installation.check_learning_rate(self._expected_lr, "CyclicLR",
+                                         getattr(self.schedule, "max_lr", 0.0))
         if self._first_step is None:
             self._first_step = current_step(self.model)
 
@@ -279,7 +280,8 @@ class CyclicLR(keras.callbacks.Callback):
         self._steps = np.arange(first, end)
         installation.remove()
         if len(self._steps):  # with none, removing put the optimizer's own LR back
-            installation.check_learning_rate(self._expected_lr, "CyclicLR")
+            installation.check_learning_rate(self._expected_lr, "CyclicLR",
+                                             getattr(self.schedule, "max_lr", 0.0))
 
 
 class OneCycleLR(CyclicLR):

@@ -39,6 +39,34 @@ def test_takes_any_keras_schedule():
     recorder.assert_learning_rates(expected)
 
 
+class _EpochLogsWithoutLR(keras.callbacks.Callback):
+    """Epoch logs as Keras before 3.3 passes them: the metrics only."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs.pop("learning_rate", None)
+
+
+@pytest.mark.parametrize("anneal_strategy", ["cos", "linear"])
+def test_a_deep_anneal_read_back_from_the_host_is_not_taken_for_another_writer(
+        anneal_strategy):
+    # Without the LR in the epoch logs, CyclicLR checks the variable against the host's
+    # float64 value; the step's float32 linear anneal to max_lr / 2.5e5 lands 0.6% off
+    # its last LR (ulps of the peak), which once raised "another callback set ...".
+    schedule = OneCycle(0.25, 24, anneal_strategy=anneal_strategy)
+    model = probe_model(keras.optimizers.SGD(0.1))
+    fit(model, 24, [_EpochLogsWithoutLR(), CyclicLR(schedule)], epochs=2)
+    final = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    assert final == pytest.approx(schedule.final_lr, rel=2e-2)
+
+    class Halve(keras.callbacks.Callback):  # a real second writer is still caught
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.optimizer.learning_rate.assign(self.model.optimizer.learning_rate / 2)
+
+    with pytest.raises(ValueError, match="another callback set `optimizer.learning_rate`"):
+        fit(probe_model(keras.optimizers.SGD(0.1)), 24,
+            [_EpochLogsWithoutLR(), CyclicLR(schedule), Halve()], epochs=2)
+
+
 def test_second_fit_and_initial_epoch_continue_the_cycle():
     schedule = CyclicalLearningRate(0.1, 0.9, 5, mode="triangular2")
     model = probe_model(keras.optimizers.SGD(0.5))
