@@ -342,13 +342,15 @@ class Installation:
         """Raises if something other than the installation wrote the LR variable
         since an update used `expected` (read between epochs); `peak` is the
         schedule's largest LR, where known."""
+        if expected is None:  # no update yet
+            return
         actual = float(ops.convert_to_numpy(self._variable))
         # Before Keras 3.3 `expected` is the host's float64 value of a schedule the
         # step computed in float32: a few ulps apart, ulps of the peak where an
         # anneal ends far below it (1cycle's linear end: 0.6% of its last LR). Any
         # other writer changes the LR by far more than this tolerance.
-        tolerance = 1e-4 * abs(expected or 0.0) + 8 * float(np.finfo("float32").eps) * float(peak)
-        if expected is not None and abs(actual - expected) > tolerance:
+        tolerance = 1e-4 * abs(expected) + 8 * float(np.finfo("float32").eps) * float(peak)
+        if abs(actual - expected) > tolerance:
             raise ValueError(
                 f"{caller} sets the learning rate of every step, but another callback "
                 f"set `optimizer.learning_rate` to {actual:.6g} during this `fit` (the "

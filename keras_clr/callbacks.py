@@ -224,9 +224,7 @@ class CyclicLR(keras.callbacks.Callback):
             learning_rate - schedule.base_lr) / span
 
     def on_epoch_begin(self, epoch, logs=None):
-        installation = self._installation
-        installation.check_learning_rate(self._expected_lr, "CyclicLR",
-                                         getattr(self.schedule, "max_lr", 0.0))
+        self._check_learning_rate(self._installation)
         if self._first_step is None:
             self._first_step = current_step(self.model)
 
@@ -280,8 +278,13 @@ class CyclicLR(keras.callbacks.Callback):
         self._steps = np.arange(first, end)
         installation.remove()
         if len(self._steps):  # with none, removing put the optimizer's own LR back
-            installation.check_learning_rate(self._expected_lr, "CyclicLR",
-                                             getattr(self.schedule, "max_lr", 0.0))
+            self._check_learning_rate(installation)
+
+    def _check_learning_rate(self, installation):
+        """Raises if another callback wrote the LR since the last update (see
+        `Installation.check_learning_rate`; the peak sets its float32 slack)."""
+        installation.check_learning_rate(self._expected_lr, "CyclicLR",
+                                         getattr(self.schedule, "max_lr", 0.0))
 
 
 class OneCycleLR(CyclicLR):
